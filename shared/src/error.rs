@@ -1,0 +1,149 @@
+//! The error taxonomy of an export run.
+//!
+//! Every failure is one [`ExportError`] variant, and every variant is either retryable (the state machine's
+//! `Retry` tries the run again with backoff: timeouts, throttling, 5xx, connection resets, a lake object that
+//! changed under the run) or not (the run ends `Failed` with the message: invalid config, malformed rows, missing
+//! bucket, access denied, an unreachable custom endpoint). [`ExportError::error_type`] is the name a Lambda
+//! reports as its `errorType`, which the state machine's `Retry`/`Catch` match on.
+
+use std::fmt;
+
+/// Where in a lake object a malformed row sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowLocation {
+    /// 1-based line of a newline-delimited JSON object.
+    Line(u64),
+    /// 0-based row of a Parquet object.
+    Row(u64),
+}
+
+impl fmt::Display for RowLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RowLocation::Line(n) => write!(f, "line {n}"),
+            RowLocation::Row(n) => write!(f, "row {n}"),
+        }
+    }
+}
+
+/// Every way an export run can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The export's configuration is invalid; `field` names the offending config field.
+    #[error("invalid config: `{field}`: {reason}")]
+    InvalidConfig { field: String, reason: String },
+
+    /// A lake row could not be read; nothing is skipped silently.
+    #[error("malformed lake row in `{key}` at {location}: {reason}")]
+    MalformedRow { key: String, location: RowLocation, reason: String },
+
+    /// A lake object could not be read as a whole (bad compression stream, not Parquet, ...).
+    #[error("unreadable lake object `{key}`: {reason}")]
+    UnreadableObject { key: String, reason: String },
+
+    /// The destination (or lake) bucket does not exist.
+    #[error("bucket `{bucket}` does not exist")]
+    BucketNotFound { bucket: String },
+
+    /// Credentials were rejected or lack a permission.
+    #[error("access denied: {operation} on `{resource}`: {message}")]
+    AccessDenied { operation: &'static str, resource: String, message: String },
+
+    /// A configured custom endpoint cannot be reached (DNS failure, connection refused).
+    #[error("endpoint `{endpoint}` is unreachable: {message}")]
+    EndpointUnreachable { endpoint: String, message: String },
+
+    /// The service rejected the request for a reason retrying cannot fix (4xx other than throttling).
+    #[error("{operation} on `{resource}` was rejected: {message}")]
+    Rejected { operation: &'static str, resource: String, message: String },
+
+    /// A failure that may pass: timeout, throttling, 5xx, connection reset.
+    #[error("{operation} on `{resource}` failed (retryable): {message}")]
+    Transient { operation: &'static str, resource: String, message: String },
+
+    /// A lake object was replaced between planning and reading the run; a retry plans again.
+    #[error("lake object `{key}` changed during the run")]
+    LakeObjectChanged { key: String },
+
+    /// A local I/O failure (temporary files for de-duplication).
+    #[error("local I/O failed: {0}")]
+    LocalIo(#[from] std::io::Error),
+
+    /// A bug or an impossible state; not retried.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The `errorType` of retryable failures, matched by the state machine's `Retry`.
+pub const RETRYABLE_ERROR_TYPE: &str = "RetryableError";
+/// The `errorType` of failures that end the run `Failed`, matched by the state machine's `Catch`.
+pub const NON_RETRYABLE_ERROR_TYPE: &str = "NonRetryableError";
+
+impl ExportError {
+    pub fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ExportError::InvalidConfig { field: field.into(), reason: reason.into() }
+    }
+
+    pub fn malformed(key: &str, location: RowLocation, reason: impl Into<String>) -> Self {
+        ExportError::MalformedRow { key: key.to_string(), location, reason: reason.into() }
+    }
+
+    /// Whether trying the same run again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ExportError::Transient { .. } | ExportError::LakeObjectChanged { .. } | ExportError::LocalIo(_)
+        )
+    }
+
+    /// The error type a Lambda reports for this error.
+    pub fn error_type(&self) -> &'static str {
+        if self.is_retryable() {
+            RETRYABLE_ERROR_TYPE
+        } else {
+            NON_RETRYABLE_ERROR_TYPE
+        }
+    }
+}
+
+pub type Result<T, E = ExportError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_of_every_variant() {
+        let retryable = [
+            ExportError::Transient { operation: "UploadPart", resource: "b/k".into(), message: "503".into() },
+            ExportError::LakeObjectChanged { key: "k".into() },
+            ExportError::LocalIo(std::io::Error::other("disk full")),
+        ];
+        for e in retryable {
+            assert!(e.is_retryable(), "{e}");
+            assert_eq!(e.error_type(), "RetryableError");
+        }
+        let terminal = [
+            ExportError::config("bucket_name", "must not be empty"),
+            ExportError::malformed("k", RowLocation::Line(3), "bad"),
+            ExportError::UnreadableObject { key: "k".into(), reason: "bad zstd".into() },
+            ExportError::BucketNotFound { bucket: "b".into() },
+            ExportError::AccessDenied { operation: "PutObject", resource: "b".into(), message: "no".into() },
+            ExportError::EndpointUnreachable { endpoint: "http://x".into(), message: "refused".into() },
+            ExportError::Rejected { operation: "PutObject", resource: "b".into(), message: "400".into() },
+            ExportError::Internal("bug".into()),
+        ];
+        for e in terminal {
+            assert!(!e.is_retryable(), "{e}");
+            assert_eq!(e.error_type(), "NonRetryableError");
+        }
+    }
+
+    #[test]
+    fn messages_name_the_field_and_location() {
+        let e = ExportError::config("compression", "`lz4` is not supported for JSONLines");
+        assert_eq!(e.to_string(), "invalid config: `compression`: `lz4` is not supported for JSONLines");
+        let e = ExportError::malformed("events/x.jsonl", RowLocation::Line(7), "missing field `uuid`");
+        assert_eq!(e.to_string(), "malformed lake row in `events/x.jsonl` at line 7: missing field `uuid`");
+    }
+}

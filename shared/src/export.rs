@@ -1,0 +1,414 @@
+//! The export of one run: the library entry point the Lambdas and the CLI call.
+//!
+//! [`export_events`] lists the lake objects of the interval, plans the rows (filters and repeated uuids), then
+//! streams the rows through an encoder on a blocking thread while the async side uploads each file's parts as
+//! they fill. Files are split at `max_file_size_mb`; when splitting is on, the manifest is written after every
+//! file is complete (an empty interval writes no data file, and a manifest listing none). Errors stop the run:
+//! an upload in progress is aborted and no manifest is written; files completed before the error stay and are
+//! overwritten, key for key, when the run is retried.
+
+use std::io::{self, Write};
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::mpsc::{self, Receiver, Sender};
+
+use crate::config::S3DestinationConfig;
+use crate::encode::{new_encoder, Encoder, ParquetSettings};
+use crate::error::{ExportError, Result};
+use crate::keys::{data_file_key, manifest_key, KeyTemplate};
+use crate::lake::dedupe::DedupeSettings;
+use crate::lake::{plan_rows, read_rows, LakeStore, RowFilter};
+use crate::model::{EventRow, Interval, Model};
+use crate::s3::{upload_file, FileMessage, S3Target, UploadSettings, MIN_PART_SIZE_BYTES};
+
+/// Tuning of the engine, from the environment (see the README for the variables and defaults).
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Rows per batch read from the lake and handed to the encoder.
+    pub batch_size: usize,
+    pub upload: UploadSettings,
+    pub parquet: ParquetSettings,
+    pub dedupe: DedupeSettings,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            batch_size: 8192,
+            upload: UploadSettings::default(),
+            parquet: ParquetSettings::default(),
+            dedupe: DedupeSettings::default(),
+        }
+    }
+}
+
+fn env_number(name: &str, default: usize) -> Result<usize> {
+    match std::env::var(name) {
+        Ok(v) => v.trim().parse().map_err(|_| ExportError::config(name, format!("`{v}` is not a whole number"))),
+        Err(_) => Ok(default),
+    }
+}
+
+impl EngineSettings {
+    /// Reads `BATCH_EXPORT_BATCH_SIZE`, `BATCH_EXPORT_PART_SIZE_MB`, `BATCH_EXPORT_MAX_PARTS_IN_FLIGHT`,
+    /// `BATCH_EXPORT_ROW_GROUP_MB`, `BATCH_EXPORT_DEDUPE_BUFFER_ROWS` and `BATCH_EXPORT_SPILL_DIR`.
+    pub fn from_env() -> Result<Self> {
+        let d = EngineSettings::default();
+        let settings = EngineSettings {
+            batch_size: env_number("BATCH_EXPORT_BATCH_SIZE", d.batch_size)?,
+            upload: UploadSettings {
+                part_size: env_number("BATCH_EXPORT_PART_SIZE_MB", d.upload.part_size >> 20)? << 20,
+                max_parts_in_flight: env_number("BATCH_EXPORT_MAX_PARTS_IN_FLIGHT", d.upload.max_parts_in_flight)?,
+            },
+            parquet: ParquetSettings {
+                max_row_group_rows: d.parquet.max_row_group_rows,
+                max_row_group_bytes: env_number("BATCH_EXPORT_ROW_GROUP_MB", d.parquet.max_row_group_bytes >> 20)?
+                    << 20,
+            },
+            dedupe: DedupeSettings {
+                buffer_rows: env_number("BATCH_EXPORT_DEDUPE_BUFFER_ROWS", d.dedupe.buffer_rows)?,
+                spill_dir: std::env::var_os("BATCH_EXPORT_SPILL_DIR").map(Into::into),
+            },
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.upload.part_size < MIN_PART_SIZE_BYTES {
+            return Err(ExportError::config("BATCH_EXPORT_PART_SIZE_MB", "must be at least 5 (S3's minimum part size)"));
+        }
+        for (name, value) in [
+            ("BATCH_EXPORT_BATCH_SIZE", self.batch_size),
+            ("BATCH_EXPORT_MAX_PARTS_IN_FLIGHT", self.upload.max_parts_in_flight),
+            ("BATCH_EXPORT_ROW_GROUP_MB", self.parquet.max_row_group_bytes),
+            ("BATCH_EXPORT_DEDUPE_BUFFER_ROWS", self.dedupe.buffer_rows),
+        ] {
+            if value == 0 {
+                return Err(ExportError::config(name, "must be greater than 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a run's files go.
+#[derive(Debug, Clone)]
+pub enum FileSink {
+    S3(S3Target),
+    /// Counts the bytes and keeps nothing: the benchmark's way to measure the engine without a network.
+    Discard,
+}
+
+impl FileSink {
+    async fn put(&self, key: &str, body: Bytes) -> Result<()> {
+        match self {
+            FileSink::S3(target) => target.put(key, body).await,
+            FileSink::Discard => Ok(()),
+        }
+    }
+}
+
+/// One file a run wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WrittenFile {
+    pub key: String,
+    pub bytes: u64,
+    pub records: u64,
+}
+
+/// What a run exported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExportOutcome {
+    pub records: u64,
+    /// Bytes of the data files (the manifest not included).
+    pub bytes: u64,
+    pub files: Vec<WrittenFile>,
+    pub manifest_key: Option<String>,
+}
+
+impl ExportOutcome {
+    pub fn keys(&self) -> Vec<&str> {
+        self.files.iter().map(|f| f.key.as_str()).collect()
+    }
+}
+
+/// Exports the events of `team_id` in `interval` from the lake to the destination.
+pub async fn export_events(
+    lake: &LakeStore,
+    sink: &FileSink,
+    team_id: i64,
+    interval: Interval,
+    config: &S3DestinationConfig,
+    settings: &EngineSettings,
+) -> Result<ExportOutcome> {
+    config.validate()?;
+    settings.validate()?;
+    let filter = RowFilter::new(team_id, interval, &config.include_events, &config.exclude_events);
+    let objects = lake.list(team_id, &interval).await?;
+    let plan = {
+        let (lake, objects, filter, dedupe) = (lake.clone(), objects.clone(), filter.clone(), settings.dedupe.clone());
+        blocking(move || plan_rows(&lake, &objects, &filter, &dedupe)).await?
+    };
+    tracing::info!(team_id, objects = objects.len(), records = plan.records, repeats = plan.duplicates.len(), "planned run");
+    let lake = lake.clone();
+    let batch_size = settings.batch_size;
+    let source = move |on_batch: &mut dyn FnMut(&[EventRow]) -> Result<()>| {
+        read_rows(&lake, &objects, &filter, &plan, batch_size, on_batch).map(|_| ())
+    };
+    write_files(source, sink, interval, config, settings).await
+}
+
+/// Runs a blocking closure on Tokio's blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ExportError::Internal(format!("blocking task: {e}")))?
+}
+
+/// Encodes the rows that `source` produces into the run's files and writes them, then the manifest.
+/// `source` runs on a blocking thread and calls its argument with each batch.
+pub async fn write_files<S>(
+    source: S,
+    sink: &FileSink,
+    interval: Interval,
+    config: &S3DestinationConfig,
+    settings: &EngineSettings,
+) -> Result<ExportOutcome>
+where
+    S: FnOnce(&mut dyn FnMut(&[EventRow]) -> Result<()>) -> Result<()> + Send + 'static,
+{
+    config.validate()?;
+    let prefix = KeyTemplate::parse(&config.prefix)?.render(&interval, Model::Events);
+    let (tx, rx) = mpsc::channel(settings.upload.max_parts_in_flight.max(1));
+    let encoding = {
+        let (prefix, config, settings) = (prefix.clone(), config.clone(), settings.clone());
+        tokio::task::spawn_blocking(move || encode_files(source, tx, &prefix, interval, &config, &settings))
+    };
+    let uploaded = receive_files(sink, rx, &settings.upload).await;
+    let encoded = encoding.await.map_err(|e| ExportError::Internal(format!("encoding task: {e}")))?;
+    // An upload failure stops the encoder (its channel closes), so the upload's error is the cause.
+    let files = uploaded?;
+    encoded?;
+    let manifest_key = match config.max_file_size_bytes() {
+        Some(_) => {
+            let key = manifest_key(&prefix, &interval);
+            let manifest = serde_json::json!({ "files": files.iter().map(|f| &f.key).collect::<Vec<_>>() });
+            sink.put(&key, Bytes::from(manifest.to_string())).await?;
+            Some(key)
+        }
+        None => None,
+    };
+    Ok(ExportOutcome {
+        records: files.iter().map(|f| f.records).sum(),
+        bytes: files.iter().map(|f| f.bytes).sum(),
+        files,
+        manifest_key,
+    })
+}
+
+/// The async side: writes each file the encoder streams.
+async fn receive_files(sink: &FileSink, mut rx: Receiver<FileMessage>, upload: &UploadSettings) -> Result<Vec<WrittenFile>> {
+    let mut files = Vec::new();
+    while let Some(message) = rx.recv().await {
+        let FileMessage::Begin { key } = message else {
+            return Err(ExportError::Internal("file data outside a file".into()));
+        };
+        let written = match sink {
+            FileSink::S3(target) => upload_file(target, &key, &mut rx, upload).await?,
+            FileSink::Discard => discard_file(&mut rx).await,
+        };
+        match written {
+            Some((bytes, records)) => files.push(WrittenFile { key, bytes, records }),
+            None => break,
+        }
+    }
+    Ok(files)
+}
+
+async fn discard_file(rx: &mut Receiver<FileMessage>) -> Option<(u64, u64)> {
+    let mut bytes = 0;
+    while let Some(message) = rx.recv().await {
+        match message {
+            FileMessage::Part(part) => bytes += part.len() as u64,
+            FileMessage::End { tail, records } => return Some((bytes + tail.len() as u64, records)),
+            FileMessage::Begin { .. } => return None,
+        }
+    }
+    None
+}
+
+/// The blocking side: encodes rows into files, split at the size limit, and streams their bytes.
+fn encode_files<S>(
+    source: S,
+    tx: Sender<FileMessage>,
+    prefix: &str,
+    interval: Interval,
+    config: &S3DestinationConfig,
+    settings: &EngineSettings,
+) -> Result<()>
+where
+    S: FnOnce(&mut dyn FnMut(&[EventRow]) -> Result<()>) -> Result<()>,
+{
+    let split = config.max_file_size_bytes();
+    // With splitting on, the size is checked every `SPLIT_CHECK_ROWS` rows, so files end slightly above the limit.
+    const SPLIT_CHECK_ROWS: usize = 1024;
+    let mut current: Option<(Box<dyn Encoder<PartWriter>>, u64)> = None;
+    let mut file_n = 0usize;
+    let mut on_batch = |batch: &[EventRow]| -> Result<()> {
+        let step = if split.is_some() { SPLIT_CHECK_ROWS } else { batch.len().max(1) };
+        for rows in batch.chunks(step) {
+            let (encoder, records) = match &mut current {
+                Some(open) => open,
+                None => {
+                    let key = data_file_key(prefix, &interval, split.map(|_| file_n), config.file_format, config.compression);
+                    send(&tx, FileMessage::Begin { key })?;
+                    let out = PartWriter::new(tx.clone(), settings.upload.part_size);
+                    let encoder = new_encoder(config.file_format, config.compression, &settings.parquet, out)?;
+                    current.insert((encoder, 0))
+                }
+            };
+            encoder.write_batch(rows)?;
+            *records += rows.len() as u64;
+            // The estimate may count buffered data at its uncompressed size; settle before splitting on it.
+            if let Some(max) = split.filter(|max| encoder.size_estimate() >= *max) {
+                if encoder.settle()? < max {
+                    continue;
+                }
+                let (encoder, records) = current.take().expect("a file is open");
+                encoder.finish()?.end(records)?;
+                file_n += 1;
+            }
+        }
+        Ok(())
+    };
+    source(&mut on_batch)?;
+    if let Some((encoder, records)) = current.take() {
+        encoder.finish()?.end(records)?;
+    }
+    Ok(())
+}
+
+fn send(tx: &Sender<FileMessage>, message: FileMessage) -> Result<()> {
+    tx.blocking_send(message).map_err(|_| ExportError::Internal("the upload stopped".into()))
+}
+
+/// Collects encoded bytes into parts of `part_size` and sends each full part to the uploader.
+struct PartWriter {
+    tx: Sender<FileMessage>,
+    buffer: Vec<u8>,
+    part_size: usize,
+}
+
+impl PartWriter {
+    fn new(tx: Sender<FileMessage>, part_size: usize) -> Self {
+        PartWriter { tx, buffer: Vec::new(), part_size }
+    }
+
+    /// Sends the rest of the file.
+    fn end(self, records: u64) -> Result<()> {
+        send(&self.tx, FileMessage::End { tail: Bytes::from(self.buffer), records })
+    }
+}
+
+impl Write for PartWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.buffer.capacity() == 0 {
+            self.buffer.reserve_exact(self.part_size);
+        }
+        let room = self.part_size - self.buffer.len();
+        let n = buf.len().min(room);
+        self.buffer.extend_from_slice(&buf[..n]);
+        if self.buffer.len() >= self.part_size {
+            let part = Bytes::from(std::mem::take(&mut self.buffer));
+            self.tx
+                .blocking_send(FileMessage::Part(part))
+                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Compression, FileFormat};
+    use crate::synthetic::SyntheticEvents;
+
+    fn interval() -> Interval {
+        Interval::parse("2024-03-01T10:00:00Z", "2024-03-01T11:00:00Z").unwrap()
+    }
+
+    async fn run(config: &S3DestinationConfig, n: usize) -> ExportOutcome {
+        let rows = SyntheticEvents::new(7, 1).events_between(interval().start, chrono::Duration::hours(1), n);
+        let source = move |on_batch: &mut dyn FnMut(&[EventRow]) -> Result<()>| {
+            rows.chunks(3000).try_for_each(|b| on_batch(b))
+        };
+        write_files(source, &FileSink::Discard, interval(), config, &EngineSettings::default()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn files_split_just_above_the_limit() {
+        for (format, compression) in [(FileFormat::JSONLines, None), (FileFormat::Parquet, Some(Compression::Zstd))] {
+            let mut config = S3DestinationConfig::new("bucket");
+            config.file_format = format;
+            config.compression = compression;
+            config.max_file_size_mb = Some(1);
+            config.prefix = "p/".into();
+            let n = if format == FileFormat::Parquet { 40_000 } else { 6000 };
+            let out = run(&config, n).await;
+            let limit = 1024 * 1024;
+            assert!(out.files.len() >= 3, "{format:?}: {} files", out.files.len());
+            let (last, full) = out.files.split_last().unwrap();
+            for f in full {
+                assert!(f.bytes >= limit, "{format:?}: {} is below the limit", f.bytes);
+                // One size check covers 1024 rows of ~1.1 KB before compression.
+                assert!(f.bytes < limit + 1024 * 1300, "{format:?}: {} is far above the limit", f.bytes);
+            }
+            assert!(last.bytes > 0);
+            assert_eq!(out.records, n as u64);
+            let names: Vec<String> = (0..out.files.len())
+                .map(|i| data_file_key("p/", &interval(), Some(i), format, compression))
+                .collect();
+            assert_eq!(out.keys(), names.iter().map(String::as_str).collect::<Vec<_>>());
+            assert_eq!(out.manifest_key.as_deref(), Some(manifest_key("p/", &interval()).as_str()));
+        }
+    }
+
+    #[tokio::test]
+    async fn no_splitting_without_a_limit() {
+        for limit in [None, Some(0)] {
+            let mut config = S3DestinationConfig::new("bucket");
+            config.max_file_size_mb = limit;
+            let out = run(&config, 6000).await;
+            assert_eq!(out.files.len(), 1);
+            assert_eq!(out.files[0].key, data_file_key("", &interval(), None, FileFormat::JSONLines, None));
+            assert!(out.files[0].bytes > 6000 * 900, "{}", out.files[0].bytes);
+            assert_eq!(out.manifest_key, None);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_interval_writes_no_file_but_a_manifest_when_splitting() {
+        let mut config = S3DestinationConfig::new("bucket");
+        assert!(run(&config, 0).await.files.is_empty());
+        config.max_file_size_mb = Some(10);
+        let out = run(&config, 0).await;
+        assert!(out.files.is_empty());
+        assert!(out.manifest_key.is_some());
+    }
+
+    #[test]
+    fn settings_from_the_environment_are_validated() {
+        let mut s = EngineSettings::default();
+        s.upload.part_size = 4 << 20;
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("BATCH_EXPORT_PART_SIZE_MB"), "{e}");
+        let mut s = EngineSettings::default();
+        s.batch_size = 0;
+        assert!(s.validate().unwrap_err().to_string().contains("BATCH_EXPORT_BATCH_SIZE"));
+    }
+}

@@ -1,0 +1,263 @@
+//! The domain model: the interval a run covers, the events-model row, and how timestamps are written.
+//!
+//! Timestamps are kept as microseconds since the Unix epoch (UTC) and written as ISO 8601 strings of the form
+//! `2023-07-28T12:34:56.123456Z` in JSON (the lake and JSONLines files) and as `TIMESTAMP(MICROS, UTC)` in Parquet.
+
+use std::fmt;
+
+use chrono::{DateTime, Datelike, NaiveDateTime, SecondsFormat, Timelike, Utc};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::error::{ExportError, Result};
+
+/// The data interval of a run: `[start, end)`, lower bound inclusive, upper bound exclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl Interval {
+    pub fn new(start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Self> {
+        if start >= end {
+            return Err(ExportError::config(
+                "data_interval_start",
+                format!("must be before data_interval_end ({} >= {})", iso(start), iso(end)),
+            ));
+        }
+        Ok(Interval { start, end })
+    }
+
+    /// Parses two ISO 8601 / RFC 3339 times with an offset.
+    pub fn parse(start: &str, end: &str) -> Result<Self> {
+        let parse = |field: &str, s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| ExportError::config(field, format!("`{s}` is not a tz-aware ISO 8601 time: {e}")))
+        };
+        Interval::new(parse("data_interval_start", start)?, parse("data_interval_end", end)?)
+    }
+
+    pub fn start_micros(&self) -> i64 {
+        self.start.timestamp_micros()
+    }
+
+    pub fn end_micros(&self) -> i64 {
+        self.end.timestamp_micros()
+    }
+
+    /// Whether a time (microseconds) falls in `[start, end)`.
+    pub fn contains_micros(&self, t: i64) -> bool {
+        self.start_micros() <= t && t < self.end_micros()
+    }
+}
+
+/// An ISO 8601 rendering of an interval bound as the reference system names files: `2023-07-28T00:00:00+00:00`.
+pub fn iso(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+}
+
+/// Calendar fields of a time, zero-padded as the key templates need them.
+pub fn calendar_fields(t: DateTime<Utc>) -> [(&'static str, String); 6] {
+    [
+        ("year", format!("{:04}", t.year())),
+        ("month", format!("{:02}", t.month())),
+        ("day", format!("{:02}", t.day())),
+        ("hour", format!("{:02}", t.hour())),
+        ("minute", format!("{:02}", t.minute())),
+        ("second", format!("{:02}", t.second())),
+    ]
+}
+
+/// The tables (models) a run can export. Only `events` exists so far; `persons` comes with the mutable models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Model {
+    #[default]
+    Events,
+}
+
+impl Model {
+    /// The `{table}` of key templates.
+    pub fn table(&self) -> &'static str {
+        match self {
+            Model::Events => "events",
+        }
+    }
+}
+
+/// One event as the lake holds it and the events model exports it (`team_id` is only in the lake).
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub team_id: i64,
+    pub uuid: String,
+    pub event: String,
+    pub distinct_id: String,
+    pub person_id: Option<String>,
+    /// A JSON object, kept as its JSON text.
+    pub properties: Option<Box<RawValue>>,
+    /// A JSON object, kept as its JSON text.
+    pub person_properties: Option<Box<RawValue>>,
+    pub elements_chain: Option<String>,
+    /// Microseconds since the epoch, UTC.
+    pub timestamp: i64,
+    pub created_at: Option<i64>,
+    pub inserted_at: i64,
+}
+
+impl PartialEq for EventRow {
+    fn eq(&self, other: &Self) -> bool {
+        let text = |v: &Option<Box<RawValue>>| v.as_ref().map(|r| r.get().to_string());
+        self.team_id == other.team_id
+            && self.uuid == other.uuid
+            && self.event == other.event
+            && self.distinct_id == other.distinct_id
+            && self.person_id == other.person_id
+            && text(&self.properties) == text(&other.properties)
+            && text(&self.person_properties) == text(&other.person_properties)
+            && self.elements_chain == other.elements_chain
+            && self.timestamp == other.timestamp
+            && self.created_at == other.created_at
+            && self.inserted_at == other.inserted_at
+    }
+}
+
+/// How an [`EventRow`] is written as JSON: the lake's rows carry `team_id`, the export's JSONLines do not.
+#[derive(Serialize)]
+pub struct JsonEvent<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team_id: Option<i64>,
+    pub uuid: &'a str,
+    pub event: &'a str,
+    pub distinct_id: &'a str,
+    pub person_id: Option<&'a str>,
+    pub properties: Option<&'a RawValue>,
+    pub person_properties: Option<&'a RawValue>,
+    pub elements_chain: Option<&'a str>,
+    pub timestamp: IsoMicros,
+    pub created_at: Option<IsoMicros>,
+    #[serde(rename = "_inserted_at")]
+    pub inserted_at: IsoMicros,
+}
+
+impl EventRow {
+    /// The export's JSONLines view of the row (no `team_id`).
+    pub fn as_export_json(&self) -> JsonEvent<'_> {
+        self.as_json(false)
+    }
+
+    /// The lake's view of the row (with `team_id`).
+    pub fn as_lake_json(&self) -> JsonEvent<'_> {
+        self.as_json(true)
+    }
+
+    fn as_json(&self, with_team: bool) -> JsonEvent<'_> {
+        JsonEvent {
+            team_id: with_team.then_some(self.team_id),
+            uuid: &self.uuid,
+            event: &self.event,
+            distinct_id: &self.distinct_id,
+            person_id: self.person_id.as_deref(),
+            properties: self.properties.as_deref(),
+            person_properties: self.person_properties.as_deref(),
+            elements_chain: self.elements_chain.as_deref(),
+            timestamp: IsoMicros(self.timestamp),
+            created_at: self.created_at.map(IsoMicros),
+            inserted_at: IsoMicros(self.inserted_at),
+        }
+    }
+}
+
+/// Microseconds since the epoch, displayed and serialized as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IsoMicros(pub i64);
+
+impl fmt::Display for IsoMicros {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match DateTime::from_timestamp_micros(self.0) {
+            Some(t) => write!(
+                f,
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second(),
+                t.timestamp_subsec_micros()
+            ),
+            None => Err(fmt::Error),
+        }
+    }
+}
+
+impl Serialize for IsoMicros {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Parses a lake timestamp: RFC 3339 with an offset (`2023-07-28T12:00:00.5Z`, `…+02:00`), or the
+/// ClickHouse-style `2023-07-28 12:00:00.123456` taken as UTC. Returns microseconds since the epoch.
+pub fn parse_timestamp_micros(s: &str) -> std::result::Result<i64, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_micros());
+    }
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+        .map(|t| t.and_utc().timestamp_micros())
+        .map_err(|_| format!("`{s}` is not an ISO 8601 timestamp"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_micros_round_trips() {
+        let t = parse_timestamp_micros("2023-07-28T12:34:56.123456Z").unwrap();
+        assert_eq!(IsoMicros(t).to_string(), "2023-07-28T12:34:56.123456Z");
+        let t2 = parse_timestamp_micros("2023-07-28T14:34:56.123456+02:00").unwrap();
+        assert_eq!(t, t2);
+        let t3 = parse_timestamp_micros("2023-07-28 12:34:56.123456").unwrap();
+        assert_eq!(t, t3);
+        assert!(parse_timestamp_micros("yesterday").is_err());
+        assert_eq!(IsoMicros(0).to_string(), "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn interval_bounds_are_half_open() {
+        let i = Interval::parse("2023-07-28T00:00:00Z", "2023-07-28T01:00:00+00:00").unwrap();
+        assert!(i.contains_micros(i.start_micros()));
+        assert!(!i.contains_micros(i.end_micros()));
+        assert!(i.contains_micros(i.end_micros() - 1));
+        assert_eq!(iso(i.start), "2023-07-28T00:00:00+00:00");
+        let err = Interval::parse("2023-07-28T01:00:00Z", "2023-07-28T01:00:00Z").unwrap_err();
+        assert!(err.to_string().contains("data_interval_start"), "{err}");
+        let err = Interval::parse("2023-07-28T01:00:00", "2023-07-28T02:00:00Z").unwrap_err();
+        assert!(err.to_string().contains("tz-aware"), "{err}");
+    }
+
+    #[test]
+    fn lake_and_export_json_views() {
+        let row = EventRow {
+            team_id: 7,
+            uuid: "u".into(),
+            event: "e".into(),
+            distinct_id: "d".into(),
+            person_id: None,
+            properties: Some(RawValue::from_string(r#"{"a":1}"#.into()).unwrap()),
+            person_properties: None,
+            elements_chain: Some(String::new()),
+            timestamp: 0,
+            created_at: Some(1),
+            inserted_at: 2,
+        };
+        let lake = serde_json::to_string(&row.as_lake_json()).unwrap();
+        assert!(lake.starts_with(r#"{"team_id":7,"uuid":"u""#), "{lake}");
+        let export = serde_json::to_string(&row.as_export_json()).unwrap();
+        assert_eq!(
+            export,
+            r#"{"uuid":"u","event":"e","distinct_id":"d","person_id":null,"properties":{"a":1},"person_properties":null,"elements_chain":"","timestamp":"1970-01-01T00:00:00.000000Z","created_at":"1970-01-01T00:00:00.000001Z","_inserted_at":"1970-01-01T00:00:00.000002Z"}"#
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! S3 access: clients built from a destination config, AWS SDK errors mapped onto the error taxonomy, and the
+//! multipart writer.
+
+mod upload;
+
+pub use self::upload::{S3Target, UploadSettings, MIN_PART_SIZE_BYTES};
+pub(crate) use self::upload::{upload_file, FileMessage};
+
+use aws_config::SdkConfig;
+use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+
+use crate::config::S3DestinationConfig;
+use crate::error::ExportError;
+
+/// The client config for a destination: its region, endpoint (path-style addressing against a custom endpoint
+/// unless `use_virtual_style_addressing`), and its static credentials if the config has them (else the
+/// default chain of `base`). `AWS_ENDPOINT_URL`/`AWS_ENDPOINT_URL_S3` in the environment count as a custom
+/// endpoint, which is how the tests reach the local stack.
+pub fn destination_client_config(base: &SdkConfig, config: &S3DestinationConfig) -> aws_sdk_s3::config::Builder {
+    let mut builder = aws_sdk_s3::config::Builder::from(base).region(Region::new(config.region.clone()));
+    if let Some(url) = &config.endpoint_url {
+        builder = builder.endpoint_url(url);
+    }
+    let custom_endpoint = config.endpoint_url.is_some()
+        || base.endpoint_url().is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    builder = builder.force_path_style(custom_endpoint && !config.use_virtual_style_addressing);
+    if let (Some(id), Some(secret)) = (&config.aws_access_key_id, &config.aws_secret_access_key) {
+        builder = builder.credentials_provider(Credentials::new(id, secret, None, None, "s3-destination-config"));
+    }
+    builder
+}
+
+/// A client for a destination.
+pub fn destination_client(base: &SdkConfig, config: &S3DestinationConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(destination_client_config(base, config).build())
+}
+
+/// How a service error response is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceErrorClass {
+    BucketNotFound,
+    AccessDenied,
+    Transient,
+    Rejected,
+}
+
+/// Classifies an S3 error response by HTTP status and error code.
+pub fn classify_service_error(status: u16, code: Option<&str>) -> ServiceErrorClass {
+    match code {
+        Some("NoSuchBucket") => return ServiceErrorClass::BucketNotFound,
+        Some(
+            "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccountProblem" | "AllAccessDisabled"
+            | "InvalidToken" | "ExpiredToken" | "KMS.AccessDeniedException" | "KMS.DisabledException",
+        ) => return ServiceErrorClass::AccessDenied,
+        Some(
+            "SlowDown" | "Throttling" | "ThrottlingException" | "RequestTimeout" | "RequestTimeTooSkewed"
+            | "InternalError" | "ServiceUnavailable" | "NoSuchUpload" | "OperationAborted",
+        ) => return ServiceErrorClass::Transient,
+        _ => {}
+    }
+    match status {
+        401 | 403 => ServiceErrorClass::AccessDenied,
+        408 | 429 | 500..=599 => ServiceErrorClass::Transient,
+        _ => ServiceErrorClass::Rejected,
+    }
+}
+
+/// Whether a transport failure means the endpoint cannot be reached at all (no such host, nothing listening).
+fn is_unreachable(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        let text = e.to_string().to_ascii_lowercase();
+        if text.contains("dns error") || text.contains("failed to lookup address") || text.contains("connection refused") {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// Maps an AWS SDK error onto the taxonomy. `resource` is `bucket` or `bucket/key`; `endpoint` is the
+/// destination's custom endpoint, whose unreachability is not retried (a configured endpoint that is down for
+/// good is a configuration error; AWS's own endpoints being unreachable is a blip).
+pub fn classify_sdk_error<E>(
+    error: SdkError<E, HttpResponse>,
+    operation: &'static str,
+    resource: &str,
+    endpoint: Option<&str>,
+) -> ExportError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let resource = resource.to_string();
+    match error {
+        SdkError::ServiceError(context) => {
+            let status = context.raw().status().as_u16();
+            let err = context.err();
+            let code = err.code();
+            let message = format!(
+                "{} (HTTP {status}{})",
+                err.message().unwrap_or("no message"),
+                code.map(|c| format!(", {c}")).unwrap_or_default()
+            );
+            match classify_service_error(status, code) {
+                ServiceErrorClass::BucketNotFound => {
+                    ExportError::BucketNotFound { bucket: resource.split('/').next().unwrap_or_default().to_string() }
+                }
+                ServiceErrorClass::AccessDenied => ExportError::AccessDenied { operation, resource, message },
+                ServiceErrorClass::Transient => ExportError::Transient { operation, resource, message },
+                ServiceErrorClass::Rejected => ExportError::Rejected { operation, resource, message },
+            }
+        }
+        SdkError::DispatchFailure(failure) => {
+            let message = format!("{:?}", failure);
+            match (endpoint, failure.as_connector_error()) {
+                (Some(endpoint), Some(e)) if !failure.is_timeout() && is_unreachable(e) => {
+                    ExportError::EndpointUnreachable { endpoint: endpoint.to_string(), message }
+                }
+                _ if failure.is_user() => ExportError::Rejected { operation, resource, message },
+                _ => ExportError::Transient { operation, resource, message },
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            ExportError::Transient { operation, resource, message: error_chain(&error) }
+        }
+        SdkError::ConstructionFailure(_) => {
+            ExportError::Rejected { operation, resource, message: error_chain(&error) }
+        }
+        other => ExportError::Transient { operation, resource, message: error_chain(&other) },
+    }
+}
+
+/// An error and its sources, joined.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_errors() {
+        use ServiceErrorClass::*;
+        let cases = [
+            (404, Some("NoSuchBucket"), BucketNotFound),
+            (403, Some("AccessDenied"), AccessDenied),
+            (403, Some("InvalidAccessKeyId"), AccessDenied),
+            (403, Some("SignatureDoesNotMatch"), AccessDenied),
+            (403, None, AccessDenied),
+            (503, Some("SlowDown"), Transient),
+            (500, Some("InternalError"), Transient),
+            (502, None, Transient),
+            (429, None, Transient),
+            (400, Some("RequestTimeout"), Transient),
+            (404, Some("NoSuchUpload"), Transient),
+            (400, Some("InvalidArgument"), Rejected),
+            (400, Some("EntityTooSmall"), Rejected),
+            (412, Some("PreconditionFailed"), Rejected),
+            (400, Some("KMS.AccessDeniedException"), AccessDenied),
+        ];
+        for (status, code, class) in cases {
+            assert_eq!(classify_service_error(status, code), class, "{status} {code:?}");
+        }
+    }
+
+    #[test]
+    fn unreachable_endpoints() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(is_unreachable(&refused));
+        assert!(is_unreachable(&std::io::Error::other("dns error: failed to lookup address information")));
+        assert!(!is_unreachable(&std::io::Error::from(std::io::ErrorKind::ConnectionReset)));
+    }
+}
