@@ -1,1 +1,4 @@
+//! Integration tests against the local stack (moto server on 127.0.0.1, started by scripts/test.sh).
+//! One test binary keeps link time low; each module covers one part of the system.
 
+mod s3_export;

@@ -68,10 +68,12 @@ fn for_each_line(
             return Ok(());
         }
         number += 1;
-        if line.iter().all(u8::is_ascii_whitespace) {
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if text.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        visit(RowLocation::Line(number), &line)?;
+        visit(RowLocation::Line(number), text)?;
     }
 }
 

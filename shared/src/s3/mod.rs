@@ -23,14 +23,24 @@ pub fn destination_client_config(base: &SdkConfig, config: &S3DestinationConfig)
     if let Some(url) = &config.endpoint_url {
         builder = builder.endpoint_url(url);
     }
-    let custom_endpoint = config.endpoint_url.is_some()
-        || base.endpoint_url().is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    let custom_endpoint = config.endpoint_url.is_some() || custom_endpoint_in_env(base);
     builder = builder.force_path_style(custom_endpoint && !config.use_virtual_style_addressing);
     if let (Some(id), Some(secret)) = (&config.aws_access_key_id, &config.aws_secret_access_key) {
         builder = builder.credentials_provider(Credentials::new(id, secret, None, None, "s3-destination-config"));
     }
     builder
+}
+
+/// Whether the environment points the SDK at a custom S3 endpoint (the local stack), which needs path-style
+/// addressing.
+fn custom_endpoint_in_env(base: &SdkConfig) -> bool {
+    base.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+}
+
+/// A client for the lake bucket, with the environment's region, endpoint and credentials.
+pub fn lake_client(base: &SdkConfig) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(base).force_path_style(custom_endpoint_in_env(base)).build();
+    aws_sdk_s3::Client::from_conf(config)
 }
 
 /// A client for a destination.
