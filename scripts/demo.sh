@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the local stack: starts moto server, writes an hour of sample events into the lake bucket,
-# exports that hour to a destination bucket as zstd Parquet split at 5 MiB (keys, records and bytes are
+# exports that hour to a destination bucket as zstd Parquet split at 2 MiB (keys, records and bytes are
 # printed as JSON), lists what the destination holds, and stops the stack it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,5 +20,7 @@ $cli export --lake-bucket lake --team-id 1 --start "$hour" --end "$end" --config
   "prefix": "{year}-{month}-{day}_{table}/",
   "file_format": "Parquet",
   "compression": "zstd",
-  "max_file_size_mb": 5
+  "max_file_size_mb": 2
 }'
+echo "the destination bucket now holds:"
+$cli list exports

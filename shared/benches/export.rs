@@ -1,1 +1,282 @@
-fn main(){}
+//! The engine's benchmark (a plain binary: `cargo bench -p batch-exports --bench export`; run it under
+//! `taskset -c 0` for one-core figures). It prints Markdown tables for BENCHMARKS.md:
+//!
+//! 1. Encode: for every format × compression, 1M synthetic ~1 KB events through the engine's encode path
+//!    (encoder interface, file splitting, part buffering, the upload channel, a discarding sink) beside the raw
+//!    speed of the same serialisation and compression (serde_json / Arrow + the compressor, straight into a
+//!    byte counter), measured in the same run.
+//! 2. Lake: 1M events read from a local lake of NDJSON + zstd objects (both passes: plan and read) and
+//!    exported as Parquet + zstd to a discarding sink.
+//! 3. Memory: peak RSS (VmHWM) of a child process exporting 2M and 4M lake events the same way.
+//!
+//! Flags: `--events N` (default 1000000), `--skip-encode`, `--skip-memory`, `--lake-dir DIR`, `--memory-events A,B` (default 2000000,4000000).
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use batch_exports::config::{Compression, FileFormat, FORMAT_COMPRESSIONS};
+use batch_exports::encode::{events_record_batch, events_schema, writer_properties, ParquetSettings};
+use batch_exports::export::write_files;
+use batch_exports::lake::dedupe::DedupeSettings;
+use batch_exports::lake::writer::{lake_object_key, write_ndjson};
+use batch_exports::lake::{plan_rows, RowFilter};
+use batch_exports::synthetic::SyntheticEvents;
+use batch_exports::{
+    export_events, EngineSettings, EventRow, FileSink, Interval, LakeStore, Result, S3DestinationConfig,
+};
+use chrono::{DateTime, Duration, Utc};
+
+const BATCH: usize = 8192;
+const MB: f64 = 1_000_000.0;
+
+/// Counts bytes and keeps none.
+#[derive(Default)]
+struct Counter(u64);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn hour() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2024-05-01T10:00:00Z").unwrap().to_utc()
+}
+
+fn interval() -> Interval {
+    Interval::new(hour(), hour() + Duration::hours(1)).unwrap()
+}
+
+/// The raw path: the same serialisation and compression with no engine around it.
+fn raw_encode(rows: &[EventRow], format: FileFormat, compression: Option<Compression>) -> u64 {
+    match format {
+        FileFormat::JSONLines => {
+            // The compressors and levels of the engine's JSONLines files (see encode/compress.rs).
+            let mut out: Box<dyn Write> = match compression {
+                None => Box::new(Counter::default()),
+                Some(Compression::Gzip) => {
+                    Box::new(flate2::write::GzEncoder::new(Counter::default(), flate2::Compression::new(6)))
+                }
+                Some(Compression::Zstd) => Box::new(zstd::Encoder::new(Counter::default(), 3).unwrap().auto_finish()),
+                Some(Compression::Brotli) => Box::new(brotli::CompressorWriter::new(Counter::default(), 65536, 4, 22)),
+                Some(_) => unreachable!(),
+            };
+            let mut buf = Vec::with_capacity(1 << 24);
+            let mut total = 0u64;
+            for batch in rows.chunks(BATCH) {
+                buf.clear();
+                for row in batch {
+                    serde_json::to_writer(&mut buf, &row.as_export_json()).unwrap();
+                    buf.push(b'\n');
+                }
+                out.write_all(&buf).unwrap();
+                total += buf.len() as u64;
+            }
+            out.flush().unwrap();
+            drop(out);
+            total
+        }
+        FileFormat::Parquet => {
+            let schema = events_schema();
+            let props = writer_properties(compression, &ParquetSettings::default());
+            let mut writer = parquet::arrow::ArrowWriter::try_new(Counter::default(), schema.clone(), Some(props)).unwrap();
+            for batch in rows.chunks(BATCH) {
+                writer.write(&events_record_batch(&schema, batch).unwrap()).unwrap();
+            }
+            writer.into_inner().unwrap().0
+        }
+    }
+}
+
+fn config(format: FileFormat, compression: Option<Compression>) -> S3DestinationConfig {
+    let mut c = S3DestinationConfig::new("bench");
+    c.file_format = format;
+    c.compression = compression;
+    c
+}
+
+fn engine_encode(rt: &tokio::runtime::Runtime, rows: &'static [EventRow], format: FileFormat, compression: Option<Compression>) -> u64 {
+    let source = move |on_batch: &mut dyn FnMut(&[EventRow]) -> Result<()>| rows.chunks(BATCH).try_for_each(|b| on_batch(b));
+    let config = config(format, compression);
+    let outcome = rt
+        .block_on(write_files(source, &FileSink::Discard, interval(), &config, &EngineSettings::default()))
+        .unwrap();
+    assert_eq!(outcome.records, rows.len() as u64);
+    outcome.bytes
+}
+
+fn label(format: FileFormat, compression: Option<Compression>) -> String {
+    format!("{format:?} + {}", compression.map_or("none", |c| c.name()))
+}
+
+/// Writes `n` events into one hour partition of a local lake as NDJSON + zstd, 100k per object.
+fn write_lake(dir: &Path, n: usize) {
+    let mut gen = SyntheticEvents::new(99, 1);
+    let per_object = 100_000;
+    let step = 3_600_000_000i64 / n as i64;
+    let mut written = 0;
+    let mut object = 0;
+    while written < n {
+        let count = per_object.min(n - written);
+        let key = lake_object_key("", 1, hour(), &format!("part-{object:05}.jsonl.zst"));
+        let path = dir.join(&key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut out = zstd::Encoder::new(io::BufWriter::new(std::fs::File::create(&path).unwrap()), 3).unwrap();
+        let mut batch = Vec::with_capacity(BATCH);
+        for i in written..written + count {
+            batch.push(gen.event(hour() + Duration::microseconds(step * i as i64)));
+            if batch.len() == BATCH {
+                write_ndjson(&mut out, &batch).unwrap();
+                batch.clear();
+            }
+        }
+        write_ndjson(&mut out, &batch).unwrap();
+        out.finish().unwrap().flush().unwrap();
+        written += count;
+        object += 1;
+    }
+}
+
+fn export_lake(rt: &tokio::runtime::Runtime, dir: &Path) -> (u64, u64) {
+    let lake = LakeStore::Local { root: dir.to_path_buf() };
+    let config = config(FileFormat::Parquet, Some(Compression::Zstd));
+    let outcome = rt
+        .block_on(export_events(&lake, &FileSink::Discard, 1, interval(), &config, &EngineSettings::default()))
+        .unwrap();
+    (outcome.records, outcome.bytes)
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+fn cpus_allowed() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Cpus_allowed_list:"))
+        .map(|l| l.split_whitespace().last().unwrap_or("?").to_string())
+        .unwrap_or_default()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let rt = runtime();
+
+    if let Some(dir) = flag("--memory-child") {
+        let (records, bytes) = export_lake(&rt, Path::new(&dir));
+        println!("{records} {bytes} {:.1}", peak_rss_mib());
+        return;
+    }
+
+    let events: usize = flag("--events").map(|v| v.parse().unwrap()).unwrap_or(1_000_000);
+    println!("CPUs allowed: {} (run under `taskset -c 0` for one core)\n", cpus_allowed());
+
+    let t = Instant::now();
+    let rows: &'static [EventRow] =
+        Box::leak(SyntheticEvents::new(1, 1).events_between(hour(), Duration::hours(1), events).into_boxed_slice());
+    let jsonl_mb = raw_encode(rows, FileFormat::JSONLines, None) as f64 / MB;
+    eprintln!("generated {events} events ({jsonl_mb:.0} MB as JSONL) in {:.1}s", t.elapsed().as_secs_f64());
+
+    if !args.iter().any(|a| a == "--skip-encode") {
+        encode_table(&rt, rows, events, jsonl_mb);
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    // `--lake-dir DIR` keeps the lake between runs (written if DIR does not exist), for profiling.
+    let lake_dir = flag("--lake-dir").map(PathBuf::from).unwrap_or_else(|| tmp.path().join("lake-1"));
+    if !lake_dir.exists() {
+        write_lake(&lake_dir, events);
+    }
+    let t = Instant::now();
+    let planned = plan_only(&rt, &lake_dir);
+    let plan_secs = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let (records, bytes) = export_lake(&rt, &lake_dir);
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(planned, records);
+    println!("\n### Lake to Parquet + zstd: {events} events, one core\n");
+    println!("| lake | records | whole run (s) | events/s | of which planning pass (s) | output MB |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| NDJSON + zstd, local files | {records} | {secs:.2} | {:.0}k | {plan_secs:.2} | {:.0} |",
+        records as f64 / secs / 1000.0,
+        bytes as f64 / MB
+    );
+    memory_table(&args, &flag, tmp.path());
+}
+
+/// The first pass alone: list, read key fields, find repeats. Returns the planned record count.
+fn plan_only(rt: &tokio::runtime::Runtime, dir: &Path) -> u64 {
+    let lake = LakeStore::Local { root: dir.to_path_buf() };
+    let objects = rt.block_on(lake.list(1, &interval())).unwrap();
+    let filter = RowFilter::new(1, interval(), &[], &[]);
+    plan_rows(&lake, &objects, &filter, &DedupeSettings::default()).unwrap().records
+}
+
+fn encode_table(rt: &tokio::runtime::Runtime, rows: &'static [EventRow], events: usize, jsonl_mb: f64) {
+    println!("### Encode: {events} events, one core\n");
+    println!("MB/s is uncompressed JSONL MB ({jsonl_mb:.0} MB) per second; output is the file size.\n");
+    println!("| format + compression | raw rows/s | raw MB/s | engine rows/s | engine MB/s | engine/raw | output MB |");
+    println!("|---|---|---|---|---|---|---|");
+    for (format, compression) in FORMAT_COMPRESSIONS {
+        let t = Instant::now();
+        raw_encode(rows, format, compression);
+        let raw = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let out = engine_encode(rt, rows, format, compression);
+        let engine = t.elapsed().as_secs_f64();
+        println!(
+            "| {} | {:.0}k | {:.0} | {:.0}k | {:.0} | {:.0}% | {:.0} |",
+            label(format, compression),
+            events as f64 / raw / 1000.0,
+            jsonl_mb / raw,
+            events as f64 / engine / 1000.0,
+            jsonl_mb / engine,
+            raw / engine * 100.0,
+            out as f64 / MB
+        );
+    }
+}
+
+fn memory_table(args: &[String], flag: &dyn Fn(&str) -> Option<String>, tmp: &Path) {
+    if args.iter().any(|a| a == "--skip-memory") {
+        return;
+    }
+    let sizes: Vec<usize> = flag("--memory-events")
+        .map(|v| v.split(',').map(|n| n.parse().unwrap()).collect())
+        .unwrap_or(vec![2_000_000, 4_000_000]);
+    println!("\n### Peak memory of one export run (lake NDJSON + zstd → Parquet + zstd)\n");
+    println!("| events | records exported | peak RSS (MiB) |");
+    println!("|---|---|---|");
+    for n in sizes {
+        let dir: PathBuf = tmp.join(format!("lake-{n}"));
+        write_lake(&dir, n);
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--memory-child", dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let parts: Vec<&str> = text.split_whitespace().collect();
+        println!("| {n} | {} | {} |", parts[0], parts[2]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

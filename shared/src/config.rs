@@ -72,6 +72,20 @@ impl Compression {
     }
 }
 
+/// Every format and compression pair a destination accepts (`None` is uncompressed).
+pub const FORMAT_COMPRESSIONS: [(FileFormat, Option<Compression>); 10] = [
+    (FileFormat::JSONLines, None),
+    (FileFormat::JSONLines, Some(Compression::Gzip)),
+    (FileFormat::JSONLines, Some(Compression::Brotli)),
+    (FileFormat::JSONLines, Some(Compression::Zstd)),
+    (FileFormat::Parquet, None),
+    (FileFormat::Parquet, Some(Compression::Zstd)),
+    (FileFormat::Parquet, Some(Compression::Lz4)),
+    (FileFormat::Parquet, Some(Compression::Snappy)),
+    (FileFormat::Parquet, Some(Compression::Gzip)),
+    (FileFormat::Parquet, Some(Compression::Brotli)),
+];
+
 /// Server-side encryption of exported objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Encryption {
@@ -329,5 +343,11 @@ mod tests {
         }
         let jsonl: Vec<_> = Compression::ALL.iter().filter(|c| c.supported_by(FileFormat::JSONLines)).collect();
         assert_eq!(jsonl, [&Compression::Gzip, &Compression::Brotli, &Compression::Zstd]);
+        let mut supported = 2; // the two uncompressed pairs
+        for format in [FileFormat::JSONLines, FileFormat::Parquet] {
+            supported += Compression::ALL.iter().filter(|c| c.supported_by(format)).count();
+        }
+        assert_eq!(FORMAT_COMPRESSIONS.len(), supported);
+        assert!(FORMAT_COMPRESSIONS.iter().all(|(f, c)| c.is_none_or(|c| c.supported_by(*f))));
     }
 }

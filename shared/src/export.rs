@@ -20,7 +20,7 @@ use crate::keys::{data_file_key, manifest_key, KeyTemplate};
 use crate::lake::dedupe::DedupeSettings;
 use crate::lake::{plan_rows, read_rows, LakeStore, RowFilter};
 use crate::model::{EventRow, Interval, Model};
-use crate::s3::{upload_file, FileMessage, S3Target, UploadSettings, MIN_PART_SIZE_BYTES};
+use crate::s3::{upload_file, FileMessage, PartBuffers, S3Target, UploadSettings, MIN_PART_SIZE_BYTES};
 
 /// Tuning of the engine, from the environment (see the README for the variables and defaults).
 #[derive(Debug, Clone)]
@@ -179,12 +179,14 @@ where
 {
     config.validate()?;
     let prefix = KeyTemplate::parse(&config.prefix)?.render(&interval, Model::Events);
-    let (tx, rx) = mpsc::channel(settings.upload.max_parts_in_flight.max(1));
+    // One queued part: memory stays at (parts in flight + 2) × part size, whatever the file size.
+    let (tx, rx) = mpsc::channel(1);
+    let buffers = PartBuffers::default();
     let encoding = {
-        let (prefix, config, settings) = (prefix.clone(), config.clone(), settings.clone());
-        tokio::task::spawn_blocking(move || encode_files(source, tx, &prefix, interval, &config, &settings))
+        let (prefix, config, settings, buffers) = (prefix.clone(), config.clone(), settings.clone(), buffers.clone());
+        tokio::task::spawn_blocking(move || encode_files(source, tx, buffers, &prefix, interval, &config, &settings))
     };
-    let uploaded = receive_files(sink, rx, &settings.upload).await;
+    let uploaded = receive_files(sink, rx, &settings.upload, &buffers).await;
     let encoded = encoding.await.map_err(|e| ExportError::Internal(format!("encoding task: {e}")))?;
     // An upload failure stops the encoder (its channel closes), so the upload's error is the cause.
     let files = uploaded?;
@@ -207,15 +209,20 @@ where
 }
 
 /// The async side: writes each file the encoder streams.
-async fn receive_files(sink: &FileSink, mut rx: Receiver<FileMessage>, upload: &UploadSettings) -> Result<Vec<WrittenFile>> {
+async fn receive_files(
+    sink: &FileSink,
+    mut rx: Receiver<FileMessage>,
+    upload: &UploadSettings,
+    buffers: &PartBuffers,
+) -> Result<Vec<WrittenFile>> {
     let mut files = Vec::new();
     while let Some(message) = rx.recv().await {
         let FileMessage::Begin { key } = message else {
             return Err(ExportError::Internal("file data outside a file".into()));
         };
         let written = match sink {
-            FileSink::S3(target) => upload_file(target, &key, &mut rx, upload).await?,
-            FileSink::Discard => discard_file(&mut rx).await,
+            FileSink::S3(target) => upload_file(target, &key, &mut rx, upload, buffers).await?,
+            FileSink::Discard => discard_file(&mut rx, buffers).await,
         };
         match written {
             Some((bytes, records)) => files.push(WrittenFile { key, bytes, records }),
@@ -225,11 +232,14 @@ async fn receive_files(sink: &FileSink, mut rx: Receiver<FileMessage>, upload: &
     Ok(files)
 }
 
-async fn discard_file(rx: &mut Receiver<FileMessage>) -> Option<(u64, u64)> {
+async fn discard_file(rx: &mut Receiver<FileMessage>, buffers: &PartBuffers) -> Option<(u64, u64)> {
     let mut bytes = 0;
     while let Some(message) = rx.recv().await {
         match message {
-            FileMessage::Part(part) => bytes += part.len() as u64,
+            FileMessage::Part(part) => {
+                bytes += part.len() as u64;
+                buffers.give_back(part);
+            }
             FileMessage::End { tail, records } => return Some((bytes + tail.len() as u64, records)),
             FileMessage::Begin { .. } => return None,
         }
@@ -241,6 +251,7 @@ async fn discard_file(rx: &mut Receiver<FileMessage>) -> Option<(u64, u64)> {
 fn encode_files<S>(
     source: S,
     tx: Sender<FileMessage>,
+    buffers: PartBuffers,
     prefix: &str,
     interval: Interval,
     config: &S3DestinationConfig,
@@ -262,7 +273,7 @@ where
                 None => {
                     let key = data_file_key(prefix, &interval, split.map(|_| file_n), config.file_format, config.compression);
                     send(&tx, FileMessage::Begin { key })?;
-                    let out = PartWriter::new(tx.clone(), settings.upload.part_size);
+                    let out = PartWriter::new(tx.clone(), buffers.clone(), settings.upload.part_size);
                     let encoder = new_encoder(config.file_format, config.compression, &settings.parquet, out)?;
                     current.insert((encoder, 0))
                 }
@@ -295,13 +306,14 @@ fn send(tx: &Sender<FileMessage>, message: FileMessage) -> Result<()> {
 /// Collects encoded bytes into parts of `part_size` and sends each full part to the uploader.
 struct PartWriter {
     tx: Sender<FileMessage>,
+    buffers: PartBuffers,
     buffer: Vec<u8>,
     part_size: usize,
 }
 
 impl PartWriter {
-    fn new(tx: Sender<FileMessage>, part_size: usize) -> Self {
-        PartWriter { tx, buffer: Vec::new(), part_size }
+    fn new(tx: Sender<FileMessage>, buffers: PartBuffers, part_size: usize) -> Self {
+        PartWriter { tx, buffers, buffer: Vec::new(), part_size }
     }
 
     /// Sends the rest of the file.
@@ -313,7 +325,7 @@ impl PartWriter {
 impl Write for PartWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.buffer.capacity() == 0 {
-            self.buffer.reserve_exact(self.part_size);
+            self.buffer = self.buffers.take(self.part_size);
         }
         let room = self.part_size - self.buffer.len();
         let n = buf.len().min(room);

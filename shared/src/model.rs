@@ -200,6 +200,9 @@ impl Serialize for IsoMicros {
 /// Parses a lake timestamp: RFC 3339 with an offset (`2023-07-28T12:00:00.5Z`, `…+02:00`), or the
 /// ClickHouse-style `2023-07-28 12:00:00.123456` taken as UTC. Returns microseconds since the epoch.
 pub fn parse_timestamp_micros(s: &str) -> std::result::Result<i64, String> {
+    if let Some(t) = parse_utc_fast(s.as_bytes()) {
+        return Ok(t);
+    }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp_micros());
     }
@@ -208,9 +211,83 @@ pub fn parse_timestamp_micros(s: &str) -> std::result::Result<i64, String> {
         .map_err(|_| format!("`{s}` is not an ISO 8601 timestamp"))
 }
 
+/// The common case, without a general parser: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+00:00)`. Anything else
+/// (other offsets, a space separator, leap seconds, out-of-range fields) returns `None` for the full parser.
+fn parse_utc_fast(b: &[u8]) -> Option<i64> {
+    fn digits(b: &[u8]) -> Option<i64> {
+        b.iter().try_fold(0i64, |acc, c| c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as i64))
+    }
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
+    let (hour, minute, second) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut rest = &b[19..];
+    let mut micros = 0i64;
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let n = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 || n > 9 {
+            return None;
+        }
+        let value = digits(&fraction[..n])?;
+        micros = if n <= 6 { value * 10i64.pow(6 - n as u32) } else { value / 10i64.pow(n as u32 - 6) };
+        rest = &fraction[n..];
+    }
+    if rest != b"Z" && rest != b"+00:00" {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hour) * 60 + minute) * 60_000_000 + second * 1_000_000 + micros)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_timestamp_path_agrees_with_chrono() {
+        let cases = [
+            "1970-01-01T00:00:00Z",
+            "2024-02-29T23:59:59.999999Z",
+            "2023-07-28T12:34:56.1Z",
+            "2023-07-28T12:34:56.123456789+00:00",
+            "1969-12-31T23:59:59.5Z",
+            "2000-03-01T00:00:00Z",
+            "2100-12-31T01:02:03.000004Z",
+        ];
+        for s in cases {
+            let expected = DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros();
+            assert_eq!(parse_utc_fast(s.as_bytes()), Some(expected), "{s}");
+        }
+        for s in ["2023-02-29T00:00:00Z", "2023-07-28T12:34:56+02:00", "2023-07-28 12:34:56Z", "2023-13-01T00:00:00Z", "2023-07-28T12:34:56.Z"] {
+            assert_eq!(parse_utc_fast(s.as_bytes()), None, "{s}");
+        }
+        let mut t = -86_400_000_000i64 * 365 * 30;
+        while t < 86_400_000_000i64 * 365 * 100 {
+            let s = IsoMicros(t).to_string();
+            assert_eq!(parse_utc_fast(s.as_bytes()), Some(t), "{s}");
+            t += 86_400_000_000 * 7 + 3_600_000_123;
+        }
+    }
 
     #[test]
     fn iso_micros_round_trips() {

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
-use batch_exports::config::{Compression, Encryption, FileFormat};
+use batch_exports::config::{Compression, Encryption, FORMAT_COMPRESSIONS};
 use batch_exports::lake::writer::{lake_object_key, ndjson_bytes, parquet_bytes, put_object};
 use batch_exports::s3::{destination_client, destination_client_config, S3Target};
 use batch_exports::synthetic::SyntheticEvents;
@@ -137,19 +137,7 @@ async fn every_format_and_compression_round_trips_100k_events() {
     assert!(expected.len() >= 100_000, "{} expected rows", expected.len());
 
     let destination = new_bucket(&client, "exports").await;
-    let combos = [
-        (FileFormat::JSONLines, None),
-        (FileFormat::JSONLines, Some(Compression::Gzip)),
-        (FileFormat::JSONLines, Some(Compression::Brotli)),
-        (FileFormat::JSONLines, Some(Compression::Zstd)),
-        (FileFormat::Parquet, None),
-        (FileFormat::Parquet, Some(Compression::Zstd)),
-        (FileFormat::Parquet, Some(Compression::Lz4)),
-        (FileFormat::Parquet, Some(Compression::Snappy)),
-        (FileFormat::Parquet, Some(Compression::Gzip)),
-        (FileFormat::Parquet, Some(Compression::Brotli)),
-    ];
-    for (format, compression) in combos {
+    for (format, compression) in FORMAT_COMPRESSIONS {
         let mut config = S3DestinationConfig::new(&destination);
         config.file_format = format;
         config.compression = compression;
@@ -394,5 +382,70 @@ async fn event_filters_and_encryption() {
             Encryption::AwsKms => "aws:kms",
         }), "case {i}");
         assert_eq!(head.ssekms_key_id(), kms, "case {i}");
+    }
+}
+
+/// Records the URI and Authorization header of the first request, then stops it (nothing is sent).
+#[derive(Debug, Default)]
+struct CaptureRequest(std::sync::Mutex<Option<(String, String)>>);
+
+impl Intercept for CaptureRequest {
+    fn name(&self) -> &'static str {
+        "CaptureRequest"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let request = context.request();
+        let auth = request.headers().get("authorization").unwrap_or_default().to_string();
+        self.0.lock().unwrap().get_or_insert((request.uri().to_string(), auth));
+        Err("captured".into())
+    }
+}
+
+#[tokio::test]
+async fn custom_endpoints_addressing_styles_and_static_credentials() {
+    let base = local_stack().await;
+    for (virtual_style, expected_uri) in [
+        (false, "http://s3.example.test:9000/my-bucket/2024-05-01T10:00:00+00:00-2024-05-01T11:00:00+00:00.jsonl"),
+        (true, "http://my-bucket.s3.example.test:9000/2024-05-01T10:00:00+00:00-2024-05-01T11:00:00+00:00.jsonl"),
+    ] {
+        let config = S3DestinationConfig::from_json(&format!(
+            r#"{{"bucket_name":"my-bucket","region":"eu-central-1","endpoint_url":"http://s3.example.test:9000",
+                "use_virtual_style_addressing":{virtual_style},"aws_access_key_id":"AKIDFROMCONFIG","aws_secret_access_key":"secret"}}"#
+        ))
+        .unwrap();
+        let capture = std::sync::Arc::new(CaptureRequest::default());
+        let client = aws_sdk_s3::Client::from_conf(
+            destination_client_config(&base, &config).interceptor(SharedCapture(capture.clone())).build(),
+        );
+        let target = S3Target::new(client, &config);
+        let key = batch_exports::keys::data_file_key("", &Interval::new(hour(10), hour(11)).unwrap(), None, config.file_format, None);
+        assert!(target.put(&key, bytes::Bytes::from_static(b"{}")).await.is_err());
+        let (uri, auth) = capture.0.lock().unwrap().clone().expect("a request was made");
+        assert_eq!(uri.replace("%3A", ":").replace("%2B", "+"), expected_uri);
+        assert!(auth.contains("Credential=AKIDFROMCONFIG/") && auth.contains("/eu-central-1/s3/"), "{auth}");
+    }
+}
+
+#[derive(Debug)]
+struct SharedCapture(std::sync::Arc<CaptureRequest>);
+
+impl Intercept for SharedCapture {
+    fn name(&self) -> &'static str {
+        "SharedCapture"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.read_before_transmit(context, components, cfg)
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! - `make-bucket NAME` creates a bucket (idempotent).
 //! - `seed-lake` writes deterministic sample events into the lake layout.
+//! - `list BUCKET` lists keys and sizes.
 //! - `export` exports one interval of a team's events to an S3 destination and prints what it wrote as JSON.
 //!
 //! AWS settings come from the environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, credentials), as for every function.
@@ -61,6 +62,8 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Lists a bucket's keys and sizes.
+    List { bucket: String },
     /// Exports `[start, end)` of a team's events to the destination in `--config` and prints the outcome.
     Export {
         #[arg(long)]
@@ -151,6 +154,15 @@ async fn run(command: Command) -> Result<(), ExportError> {
                 }
             }
             println!("wrote {events} events ({objects} objects) to s3://{bucket}/{prefix}events/team_id={team_id}/");
+        }
+        Command::List { bucket } => {
+            let mut pages = s3.list_objects_v2().bucket(&bucket).into_paginator().send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| batch_exports::s3::classify_sdk_error(e, "ListObjectsV2", &bucket, None))?;
+                for o in page.contents() {
+                    println!("{:>12}  s3://{bucket}/{}", o.size().unwrap_or(0), o.key().unwrap_or_default());
+                }
+            }
         }
         Command::Export { lake_bucket, lake_prefix, team_id, start, end, config } => {
             let config = S3DestinationConfig::from_json(&config)?;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 pub use self::compress::{CompressedReader, CompressedWriter};
 pub use self::jsonl::JsonLinesEncoder;
-pub use self::parquet::{events_record_batch, events_schema, ParquetEncoder, ParquetSettings};
+pub use self::parquet::{events_record_batch, events_schema, writer_properties, ParquetEncoder, ParquetSettings};
 
 use crate::config::{Compression, FileFormat};
 use crate::error::Result;
@@ -91,6 +91,7 @@ mod tests {
     use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     use super::*;
+    use crate::config::FORMAT_COMPRESSIONS;
     use crate::synthetic::SyntheticEvents;
 
     fn rows(n: usize) -> Vec<EventRow> {
@@ -116,7 +117,7 @@ mod tests {
     #[test]
     fn jsonlines_round_trips_in_every_compression() {
         let rows = rows(2000);
-        for compression in [None, Some(Compression::Gzip), Some(Compression::Brotli), Some(Compression::Zstd)] {
+        for (_, compression) in FORMAT_COMPRESSIONS.into_iter().filter(|(f, _)| *f == FileFormat::JSONLines) {
             let bytes = encode(FileFormat::JSONLines, compression, &rows);
             let reader = CompressedReader::open(&bytes[..], compression).unwrap();
             let lines: Vec<serde_json::Value> =
@@ -149,14 +150,7 @@ mod tests {
             ("created_at", utc.clone()),
             ("_inserted_at", utc),
         ];
-        for compression in [
-            None,
-            Some(Compression::Zstd),
-            Some(Compression::Lz4),
-            Some(Compression::Snappy),
-            Some(Compression::Gzip),
-            Some(Compression::Brotli),
-        ] {
+        for (_, compression) in FORMAT_COMPRESSIONS.into_iter().filter(|(f, _)| *f == FileFormat::Parquet) {
             let bytes = bytes::Bytes::from(encode(FileFormat::Parquet, compression, &rows));
             let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
             let codec = builder.metadata().row_group(0).column(0).compression();

@@ -4,7 +4,7 @@
 mod upload;
 
 pub use self::upload::{S3Target, UploadSettings, MIN_PART_SIZE_BYTES};
-pub(crate) use self::upload::{upload_file, FileMessage};
+pub(crate) use self::upload::{upload_file, FileMessage, PartBuffers};
 
 use aws_config::SdkConfig;
 use aws_sdk_s3::config::{Credentials, Region};

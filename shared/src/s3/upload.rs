@@ -3,6 +3,8 @@
 //! failed run leaves no incomplete upload behind and no partial object (S3 only shows an object once
 //! `CompleteMultipartUpload` succeeds).
 
+use std::sync::{Arc, Mutex};
+
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 use bytes::Bytes;
@@ -90,12 +92,44 @@ pub(crate) enum FileMessage {
     End { tail: Bytes, records: u64 },
 }
 
+/// Part buffers handed back once their part is written, so the next part reuses the memory instead of
+/// faulting in a fresh `part_size` allocation. Holds at most `MAX_SPARE` buffers.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PartBuffers(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl PartBuffers {
+    const MAX_SPARE: usize = 2;
+
+    /// An empty buffer with room for `capacity` bytes.
+    pub(crate) fn take(&self, capacity: usize) -> Vec<u8> {
+        let spare = self.0.lock().expect("part buffers").pop();
+        match spare {
+            Some(buffer) if buffer.capacity() >= capacity => buffer,
+            _ => Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Keeps a written part's memory for reuse, if nothing else holds it.
+    pub(crate) fn give_back(&self, part: Bytes) {
+        if !part.is_unique() {
+            return;
+        }
+        let mut buffer = Vec::from(part);
+        buffer.clear();
+        let mut spare = self.0.lock().expect("part buffers");
+        if spare.len() < Self::MAX_SPARE {
+            spare.push(buffer);
+        }
+    }
+}
+
 /// One file's multipart upload in progress.
 struct Multipart {
     upload_id: Option<String>,
     in_flight: JoinSet<Result<CompletedPart>>,
     parts: Vec<CompletedPart>,
     next_part: i32,
+    buffers: PartBuffers,
 }
 
 /// Uploads the file that a `Begin` opened, from its parts. Returns `(bytes, records)` once the object exists,
@@ -105,8 +139,15 @@ pub(crate) async fn upload_file(
     key: &str,
     rx: &mut Receiver<FileMessage>,
     settings: &UploadSettings,
+    buffers: &PartBuffers,
 ) -> Result<Option<(u64, u64)>> {
-    let mut upload = Multipart { upload_id: None, in_flight: JoinSet::new(), parts: Vec::new(), next_part: 1 };
+    let mut upload = Multipart {
+        upload_id: None,
+        in_flight: JoinSet::new(),
+        parts: Vec::new(),
+        next_part: 1,
+        buffers: buffers.clone(),
+    };
     let result = upload.run(target, key, rx, settings).await;
     if !matches!(result, Ok(Some(_))) {
         upload.abort(target, key).await;
@@ -173,8 +214,9 @@ impl Multipart {
         }
         let number = self.next_part;
         self.next_part += 1;
-        let (target, key) = (target.clone(), key.to_string());
+        let (target, key, buffers) = (target.clone(), key.to_string(), self.buffers.clone());
         self.in_flight.spawn(async move {
+            let kept = body.clone();
             let uploaded = target
                 .client
                 .upload_part()
@@ -186,6 +228,7 @@ impl Multipart {
                 .send()
                 .await
                 .map_err(|e| target.error("UploadPart", &key, e))?;
+            buffers.give_back(kept);
             Ok(CompletedPart::builder().set_e_tag(uploaded.e_tag().map(str::to_string)).part_number(number).build())
         });
         Ok(())
