@@ -4,9 +4,9 @@
 //! 1. Encode: for every format × compression, 1M synthetic ~1 KB events through the engine's encode path
 //!    (encoder interface, file splitting, part buffering, the upload channel, a discarding sink) beside the raw
 //!    speed of the same serialisation and compression (serde_json / Arrow + the compressor, straight into a
-//!    byte counter), measured in the same run.
+//!    byte counter), measured in the same run, alternately, best of up to three.
 //! 2. Lake: 1M events read from a local lake of NDJSON + zstd objects (both passes: plan and read) and
-//!    exported as Parquet + zstd to a discarding sink.
+//!    exported as Parquet + zstd to a discarding sink, in a fresh child process, best of two.
 //! 3. Memory: peak RSS (VmHWM) of a child process exporting 2M and 4M lake events the same way.
 //!
 //! Flags: `--events N` (default 1000000), `--skip-encode`, `--skip-memory`, `--lake-dir DIR`, `--memory-events A,B` (default 2000000,4000000).
@@ -171,6 +171,13 @@ fn cpus_allowed() -> String {
         .unwrap_or_default()
 }
 
+/// Runs this binary again with `args` and returns what it printed.
+fn child(args: &[&str]) -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap()).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
@@ -180,6 +187,17 @@ fn main() {
     let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let rt = runtime();
 
+    if let Some(dir) = flag("--lake-child") {
+        let dir = Path::new(&dir);
+        let t = Instant::now();
+        let planned = plan_only(&rt, dir);
+        let plan_secs = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let (records, bytes) = export_lake(&rt, dir);
+        assert_eq!(planned, records);
+        println!("{records} {bytes} {plan_secs} {}", t.elapsed().as_secs_f64());
+        return;
+    }
     if let Some(dir) = flag("--memory-child") {
         let (records, bytes) = export_lake(&rt, Path::new(&dir));
         println!("{records} {bytes} {:.1}", peak_rss_mib());
@@ -205,13 +223,15 @@ fn main() {
     if !lake_dir.exists() {
         write_lake(&lake_dir, events);
     }
-    let t = Instant::now();
-    let planned = plan_only(&rt, &lake_dir);
-    let plan_secs = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let (records, bytes) = export_lake(&rt, &lake_dir);
-    let secs = t.elapsed().as_secs_f64();
-    assert_eq!(planned, records);
+    // In a fresh process (the encode table leaves a large, fragmented heap behind), best of two.
+    let (mut secs, mut plan_secs, mut records, mut bytes) = (f64::MAX, f64::MAX, 0, 0);
+    for _ in 0..2 {
+        let line = child(&["--lake-child", lake_dir.to_str().unwrap()]);
+        let v: Vec<f64> = line.split_whitespace().map(|x| x.parse().unwrap()).collect();
+        (records, bytes) = (v[0] as u64, v[1] as u64);
+        plan_secs = plan_secs.min(v[2]);
+        secs = secs.min(v[3]);
+    }
     println!("\n### Lake to Parquet + zstd: {events} events, one core\n");
     println!("| lake | records | whole run (s) | events/s | of which planning pass (s) | output MB |");
     println!("|---|---|---|---|---|---|");
@@ -237,12 +257,19 @@ fn encode_table(rt: &tokio::runtime::Runtime, rows: &'static [EventRow], events:
     println!("| format + compression | raw rows/s | raw MB/s | engine rows/s | engine MB/s | engine/raw | output MB |");
     println!("|---|---|---|---|---|---|---|");
     for (format, compression) in FORMAT_COMPRESSIONS {
-        let t = Instant::now();
-        raw_encode(rows, format, compression);
-        let raw = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let out = engine_encode(rt, rows, format, compression);
-        let engine = t.elapsed().as_secs_f64();
+        // Best of up to three alternating runs (fewer for the slow codecs): the machines are shared and noisy.
+        let (mut raw, mut engine, mut out) = (f64::MAX, f64::MAX, 0);
+        for round in 0..3 {
+            let t = Instant::now();
+            raw_encode(rows, format, compression);
+            raw = raw.min(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            out = engine_encode(rt, rows, format, compression);
+            engine = engine.min(t.elapsed().as_secs_f64());
+            if round == 0 && raw + engine > 20.0 {
+                break;
+            }
+        }
         println!(
             "| {} | {:.0}k | {:.0} | {:.0}k | {:.0} | {:.0}% | {:.0} |",
             label(format, compression),
@@ -269,12 +296,7 @@ fn memory_table(args: &[String], flag: &dyn Fn(&str) -> Option<String>, tmp: &Pa
     for n in sizes {
         let dir: PathBuf = tmp.join(format!("lake-{n}"));
         write_lake(&dir, n);
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--memory-child", dir.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let text = String::from_utf8(out.stdout).unwrap();
+        let text = child(&["--memory-child", dir.to_str().unwrap()]);
         let parts: Vec<&str> = text.split_whitespace().collect();
         println!("| {n} | {} | {} |", parts[0], parts[2]);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -119,6 +119,46 @@ mod tests {
         let rows = rows(2000);
         for (_, compression) in FORMAT_COMPRESSIONS.into_iter().filter(|(f, _)| *f == FileFormat::JSONLines) {
             let bytes = encode(FileFormat::JSONLines, compression, &rows);
+            // Arrow's JSON reader sees the JSONLines columns: strings, nested objects, ISO timestamp strings.
+            let mut text = Vec::new();
+            CompressedReader::open(&bytes[..], compression).unwrap().read_to_end(&mut text).unwrap();
+            let (schema, _) = arrow_json::reader::infer_json_schema(&text[..], None).unwrap();
+            // (Inference sorts columns by name; the order within a line is pinned by model.rs's tests.)
+            let mut columns: Vec<(&str, String)> = schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    let kind = match f.data_type() {
+                        DataType::Struct(_) => "object".to_string(),
+                        other => other.to_string(),
+                    };
+                    (f.name().as_str(), kind)
+                })
+                .collect();
+            let mut expected_columns: Vec<(&str, String)> = [
+                ("uuid", "Utf8"),
+                ("event", "Utf8"),
+                ("distinct_id", "Utf8"),
+                ("person_id", "Utf8"),
+                ("properties", "object"),
+                ("person_properties", "object"),
+                ("elements_chain", "Utf8"),
+                ("timestamp", "Utf8"),
+                ("created_at", "Utf8"),
+                ("_inserted_at", "Utf8"),
+            ]
+            .into_iter()
+            .map(|(n, t)| (n, t.to_string()))
+            .collect();
+            columns.sort();
+            expected_columns.sort();
+            assert_eq!(columns, expected_columns, "{compression:?}");
+            let arrow_rows: usize = arrow_json::ReaderBuilder::new(std::sync::Arc::new(schema))
+                .build(&text[..])
+                .unwrap()
+                .map(|b| b.unwrap().num_rows())
+                .sum();
+            assert_eq!(arrow_rows, rows.len());
             let reader = CompressedReader::open(&bytes[..], compression).unwrap();
             let lines: Vec<serde_json::Value> =
                 reader.lines().map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect();
