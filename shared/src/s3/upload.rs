@@ -98,7 +98,7 @@ pub(crate) enum FileMessage {
 pub(crate) struct PartBuffers(Arc<Mutex<Vec<Vec<u8>>>>);
 
 impl PartBuffers {
-    const MAX_SPARE: usize = 2;
+    const MAX_SPARE: usize = 1;
 
     /// An empty buffer with room for `capacity` bytes.
     pub(crate) fn take(&self, capacity: usize) -> Vec<u8> {
