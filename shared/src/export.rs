@@ -179,7 +179,8 @@ where
 {
     config.validate()?;
     let prefix = KeyTemplate::parse(&config.prefix)?.render(&interval, Model::Events);
-    // One queued part: memory stays at (parts in flight + 2) × part size, whatever the file size.
+    // One queued part: with the part being filled and one spare buffer, memory stays at most at
+    // (parts in flight + 3) × part size, whatever the file size.
     let (tx, rx) = mpsc::channel(1);
     let buffers = PartBuffers::default();
     let encoding = {

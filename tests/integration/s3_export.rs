@@ -427,7 +427,8 @@ async fn custom_endpoints_addressing_styles_and_static_credentials() {
         let key = batch_exports::keys::data_file_key("", &Interval::new(hour(10), hour(11)).unwrap(), None, config.file_format, None);
         assert!(target.put(&key, bytes::Bytes::from_static(b"{}")).await.is_err());
         let (uri, auth) = capture.0.lock().unwrap().clone().expect("a request was made");
-        assert_eq!(uri.replace("%3A", ":").replace("%2B", "+"), expected_uri);
+        let without_query = uri.split('?').next().unwrap_or_default();
+        assert_eq!(without_query.replace("%3A", ":").replace("%2B", "+"), expected_uri, "{uri}");
         assert!(auth.contains("Credential=AKIDFROMCONFIG/") && auth.contains("/eu-central-1/s3/"), "{auth}");
     }
 }
