@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Stops the local AWS stack started by localstack/up.sh.
+# Stops the local stack started by localstack/up.sh.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-STACK_STARTED_HERE=1
-stack_down
+stack_stop_all

@@ -1,59 +1,141 @@
-# Functions to start and stop the local AWS stack (moto server on 127.0.0.1), sourced by the scripts.
-# Everything it installs or writes lives in .local/ (a Python venv, the server's pid and log).
-# MOTO_PORT picks the port (default 5055). Starting is idempotent: a stack already running is reused, and
-# `stack_down` only stops a server that this shell's `stack_up` started.
+# Functions to start and stop the local AWS stack, sourced by the scripts. No Docker: everything runs as local
+# processes on 127.0.0.1.
+#
+# - moto server (S3, DynamoDB) on MOTO_PORT (default 5055), in a Python venv in .local/venv;
+# - the Lambda functions: `cargo lambda watch --only-lambda-apis` serves the Lambda Invoke and Runtime APIs on
+#   LAMBDA_PORT (default 9055) and the real function binaries from target/debug poll it (FUNCTION_INSTANCES
+#   instances each, default 2);
+# - the state machine runs in aws-local-stepfunctions (Node 22, both from npm, in localstack/sfn/node_modules):
+#   `localstack/run-execution.sh` executes statemachines/export.asl.json against those functions.
+#
+# Starting is idempotent: a stack already running is reused, and `stack_down` only stops what this shell
+# started. Every process started is also listed in .local/stack.pids, which `stack_stop_all` (down.sh) stops.
+# Logs go to .local/*.log.
 
 STACK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STACK_STATE="$STACK_ROOT/.local"
 MOTO_PORT=${MOTO_PORT:-5055}
+LAMBDA_PORT=${LAMBDA_PORT:-9055}
+FUNCTION_INSTANCES=${FUNCTION_INSTANCES:-2}
 MOTO_VERSION=5.2.5
-STACK_STARTED_HERE=0
+CARGO_LAMBDA_VERSION=1.9.2
+STACK_FUNCTIONS="start-run plan-run export-chunk write-manifest finish-run"
+STACK_PIDS=()
+
+started() { # records a process this shell started
+  STACK_PIDS+=("$1")
+  echo "$1" >>"$STACK_STATE/stack.pids"
+}
 
 stack_install() {
   mkdir -p "$STACK_STATE"
   local venv="$STACK_STATE/venv"
-  if ! "$venv/bin/python" -c "import moto, flask; assert moto.__version__ == '$MOTO_VERSION'" 2>/dev/null; then
-    echo "installing moto server $MOTO_VERSION into $venv" >&2
+  if ! "$venv/bin/python" -c "import moto, flask; assert moto.__version__ == '$MOTO_VERSION'" 2>/dev/null \
+    || ! "$venv/bin/cargo-lambda" lambda --version 2>/dev/null | grep -q "$CARGO_LAMBDA_VERSION"; then
+    echo "installing moto server $MOTO_VERSION and cargo-lambda $CARGO_LAMBDA_VERSION into $venv" >&2
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" \
+      "cargo-lambda==$CARGO_LAMBDA_VERSION"
+  fi
+  if ! [ -x "$STACK_ROOT/localstack/sfn/node_modules/.bin/node" ] \
+    || ! [ -d "$STACK_ROOT/localstack/sfn/node_modules/aws-local-stepfunctions" ]; then
+    echo "installing aws-local-stepfunctions and Node 22 into localstack/sfn/node_modules" >&2
+    (cd "$STACK_ROOT/localstack/sfn" && npm ci --no-audit --no-fund --silent)
   fi
 }
 
 stack_env() {
   export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
+  export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$LAMBDA_PORT"
   export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-testing}
   export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-testing}
   export AWS_REGION=${AWS_REGION:-us-east-1}
   export AWS_EC2_METADATA_DISABLED=true
+  # What the functions are configured with on the local stack (template.yaml sets the same on AWS).
+  export BATCH_EXPORT_LAKE_BUCKET=${BATCH_EXPORT_LAKE_BUCKET:-batch-exports-lake}
+  export BATCH_EXPORT_WORK_BUCKET=${BATCH_EXPORT_WORK_BUCKET:-batch-exports-work}
+  export BATCH_EXPORT_EXPORTS_TABLE=${BATCH_EXPORT_EXPORTS_TABLE:-batch-exports}
+  export BATCH_EXPORT_RUNS_TABLE=${BATCH_EXPORT_RUNS_TABLE:-batch-export-runs}
+  # Small chunks, so that sample intervals go through the Map state in several chunks.
+  export BATCH_EXPORT_CHUNK_MAX_ROWS=${BATCH_EXPORT_CHUNK_MAX_ROWS:-50000}
+  export BATCH_EXPORT_CHUNK_CONCURRENCY=${BATCH_EXPORT_CHUNK_CONCURRENCY:-$FUNCTION_INSTANCES}
 }
 
 stack_alive() {
   curl -fsS "http://127.0.0.1:$MOTO_PORT/moto-api/data.json" >/dev/null 2>&1
 }
 
+lambda_alive() {
+  # A TCP connect: an HTTP request to cargo lambda would be taken as an invocation and wait for a function.
+  (exec 3<>"/dev/tcp/127.0.0.1/$LAMBDA_PORT") 2>/dev/null
+}
+
+wait_for() { # wait_for CHECK NAME LOG
+  for _ in $(seq 1 150); do
+    "$1" && return 0
+    sleep 0.2
+  done
+  echo "$2 did not start; see $3" >&2
+  tail -20 "$3" >&2
+  return 1
+}
+
+# Starts moto server (S3, DynamoDB) and creates the lake and work buckets and the tables.
 stack_up() {
   stack_install
   stack_env
   if stack_alive; then
-    echo "local stack already running on 127.0.0.1:$MOTO_PORT" >&2
+    echo "moto server already running on 127.0.0.1:$MOTO_PORT" >&2
+  else
+    "$STACK_STATE/venv/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$STACK_STATE/moto.log" 2>&1 &
+    started $!
+    wait_for stack_alive "moto server" "$STACK_STATE/moto.log"
+    echo "moto server up on 127.0.0.1:$MOTO_PORT" >&2
+  fi
+}
+
+# Serves the function binaries (build them first: cargo build --workspace --bins) behind the Lambda APIs.
+functions_up() {
+  local bin="${CARGO_TARGET_DIR:-$STACK_ROOT/target}/debug"
+  "$bin/batch-export" setup-local >&2
+  if lambda_alive; then
+    echo "Lambda endpoint already running on 127.0.0.1:$LAMBDA_PORT" >&2
     return 0
   fi
-  "$STACK_STATE/venv/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$STACK_STATE/moto.log" 2>&1 &
-  echo $! >"$STACK_STATE/moto.pid"
-  STACK_STARTED_HERE=1
-  for _ in $(seq 1 100); do
-    stack_alive && { echo "local stack up on 127.0.0.1:$MOTO_PORT" >&2; return 0; }
-    sleep 0.2
+  (cd "$STACK_ROOT" && exec "$STACK_STATE/venv/bin/cargo-lambda" lambda watch --only-lambda-apis --ignore-changes \
+    -A 127.0.0.1 -P "$LAMBDA_PORT") >"$STACK_STATE/lambda.log" 2>&1 &
+  started $!
+  wait_for lambda_alive "cargo lambda watch" "$STACK_STATE/lambda.log"
+  local f i
+  for f in $STACK_FUNCTIONS; do
+    for i in $(seq 1 "$FUNCTION_INSTANCES"); do
+      AWS_LAMBDA_FUNCTION_NAME=$f AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1769 \
+        AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$LAMBDA_PORT/.rt/$f" NO_COLOR=1 \
+        "$bin/$f" >>"$STACK_STATE/function-$f.log" 2>&1 &
+      started $!
+    done
   done
-  echo "moto server did not start; see $STACK_STATE/moto.log" >&2
-  tail -20 "$STACK_STATE/moto.log" >&2
-  return 1
+  echo "functions up behind http://127.0.0.1:$LAMBDA_PORT ($STACK_FUNCTIONS; $FUNCTION_INSTANCES instances each)" >&2
 }
 
 stack_down() {
-  if [ "$STACK_STARTED_HERE" = 1 ] && [ -f "$STACK_STATE/moto.pid" ]; then
-    kill "$(cat "$STACK_STATE/moto.pid")" 2>/dev/null || true
-    rm -f "$STACK_STATE/moto.pid"
+  if [ "${#STACK_PIDS[@]}" -gt 0 ]; then
+    kill "${STACK_PIDS[@]}" 2>/dev/null || true
+    wait "${STACK_PIDS[@]}" 2>/dev/null || true
+    local pid
+    for pid in "${STACK_PIDS[@]}"; do
+      sed -i "/^$pid\$/d" "$STACK_STATE/stack.pids" 2>/dev/null || true
+    done
+    STACK_PIDS=()
+    echo "local stack stopped" >&2
+  fi
+}
+
+# Stops every process of the local stack that up.sh (or any script) started and left running.
+stack_stop_all() {
+  if [ -f "$STACK_STATE/stack.pids" ]; then
+    xargs -r kill <"$STACK_STATE/stack.pids" 2>/dev/null || true
+    rm -f "$STACK_STATE/stack.pids"
     echo "local stack stopped" >&2
   fi
 }

@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Starts the local AWS stack (moto server on 127.0.0.1:${MOTO_PORT:-5055}) and leaves it running;
-# `source localstack/env.sh` then points the AWS SDK at it. Stop it with localstack/down.sh.
+# Starts the whole local stack and leaves it running: moto server (S3, DynamoDB) on 127.0.0.1:${MOTO_PORT:-5055},
+# the buckets and tables, and the real Lambda binaries behind cargo lambda on 127.0.0.1:${LAMBDA_PORT:-9055}.
+# Then `source localstack/env.sh` points the AWS SDK at it, and localstack/run-execution.sh runs the state
+# machine. Stop it with localstack/down.sh.
 set -euo pipefail
-source "$(dirname "$0")/lib.sh"
+cd "$(dirname "$0")/.."
+source localstack/lib.sh
+cargo build --quiet --locked --workspace --bins
 stack_up
+functions_up

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use batch_exports::config::{Compression, FileFormat, FORMAT_COMPRESSIONS};
 use batch_exports::encode::{events_record_batch, events_schema, writer_properties, ParquetSettings};
-use batch_exports::export::write_files;
+use batch_exports::export::{write_files, ExportOutcome};
 use batch_exports::lake::dedupe::DedupeSettings;
 use batch_exports::lake::writer::{lake_object_key, write_ndjson};
 use batch_exports::lake::{plan_rows, RowFilter};
@@ -103,9 +103,10 @@ fn config(format: FileFormat, compression: Option<Compression>) -> S3Destination
 fn engine_encode(rt: &tokio::runtime::Runtime, rows: &'static [EventRow], format: FileFormat, compression: Option<Compression>) -> u64 {
     let source = move |on_batch: &mut dyn FnMut(&[EventRow]) -> Result<()>| rows.chunks(BATCH).try_for_each(|b| on_batch(b));
     let config = config(format, compression);
-    let outcome = rt
-        .block_on(write_files(source, &FileSink::Discard, interval(), &config, &EngineSettings::default()))
+    let files = rt
+        .block_on(write_files(source, &FileSink::Discard, interval(), &config, &EngineSettings::default(), None))
         .unwrap();
+    let outcome = ExportOutcome::new(files, None);
     assert_eq!(outcome.records, rows.len() as u64);
     outcome.bytes
 }

@@ -65,6 +65,14 @@ pub enum ExportError {
     #[error("lake object `{key}` changed during the run")]
     LakeObjectChanged { key: String },
 
+    /// A record the run needs does not exist (an export deleted before its run, say).
+    #[error("{what} `{id}` does not exist")]
+    NotFound { what: &'static str, id: String },
+
+    /// A run record changed under this step (another attempt took the run over); this step's work stops.
+    #[error("run `{run_id}`: {message}")]
+    Superseded { run_id: String, message: String },
+
     /// A local I/O failure (temporary files for de-duplication).
     #[error("local I/O failed: {0}")]
     LocalIo(#[from] std::io::Error),
@@ -132,6 +140,8 @@ mod tests {
             ExportError::EndpointUnreachable { endpoint: "http://x".into(), message: "refused".into() },
             ExportError::Rejected { operation: "PutObject", resource: "b".into(), message: "400".into() },
             ExportError::Internal("bug".into()),
+            ExportError::NotFound { what: "batch export", id: "x".into() },
+            ExportError::Superseded { run_id: "r".into(), message: "attempt 2 took over".into() },
         ];
         for e in terminal {
             assert!(!e.is_retryable(), "{e}");

@@ -10,7 +10,7 @@
 use std::io::{self, Write};
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::{self, Receiver, Sender};
 
 use crate::config::S3DestinationConfig;
@@ -19,6 +19,7 @@ use crate::error::{ExportError, Result};
 use crate::keys::{data_file_key, manifest_key, KeyTemplate};
 use crate::lake::dedupe::DedupeSettings;
 use crate::lake::{plan_rows, read_rows, LakeStore, RowFilter};
+use crate::plan::{split_into_chunks, ChunkLimits, ChunkPlan};
 use crate::model::{EventRow, Interval, Model};
 use crate::s3::{upload_file, FileMessage, PartBuffers, S3Target, UploadSettings, MIN_PART_SIZE_BYTES};
 
@@ -43,7 +44,7 @@ impl Default for EngineSettings {
     }
 }
 
-fn env_number(name: &str, default: usize) -> Result<usize> {
+pub(crate) fn env_number(name: &str, default: usize) -> Result<usize> {
     match std::env::var(name) {
         Ok(v) => v.trim().parse().map_err(|_| ExportError::config(name, format!("`{v}` is not a whole number"))),
         Err(_) => Ok(default),
@@ -111,7 +112,7 @@ impl FileSink {
 }
 
 /// One file a run wrote.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WrittenFile {
     pub key: String,
     pub bytes: u64,
@@ -119,7 +120,7 @@ pub struct WrittenFile {
 }
 
 /// What a run exported.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportOutcome {
     pub records: u64,
     /// Bytes of the data files (the manifest not included).
@@ -129,12 +130,23 @@ pub struct ExportOutcome {
 }
 
 impl ExportOutcome {
+    pub fn new(files: Vec<WrittenFile>, manifest_key: Option<String>) -> Self {
+        ExportOutcome {
+            records: files.iter().map(|f| f.records).sum(),
+            bytes: files.iter().map(|f| f.bytes).sum(),
+            files,
+            manifest_key,
+        }
+    }
+
     pub fn keys(&self) -> Vec<&str> {
         self.files.iter().map(|f| f.key.as_str()).collect()
     }
 }
 
-/// Exports the events of `team_id` in `interval` from the lake to the destination.
+/// Exports the events of `team_id` in `interval` from the lake to the destination, in one process: plans the
+/// rows, writes them as one chunk, then the manifest. (On Step Functions the same steps run as separate Lambdas,
+/// with the interval split into chunks: see [`crate::steps`].)
 pub async fn export_events(
     lake: &LakeStore,
     sink: &FileSink,
@@ -146,18 +158,53 @@ pub async fn export_events(
     config.validate()?;
     settings.validate()?;
     let filter = RowFilter::new(team_id, interval, &config.include_events, &config.exclude_events);
-    let objects = lake.list(team_id, &interval).await?;
+    let chunks = plan_chunks(lake, &filter, settings, None).await?;
+    let mut files = Vec::new();
+    for chunk in &chunks {
+        files.extend(export_chunk(lake, sink, &filter, chunk, config, settings).await?);
+    }
+    let manifest_key = write_manifest(sink, interval, config, &files).await?;
+    Ok(ExportOutcome::new(files, manifest_key))
+}
+
+/// Lists the lake objects of the filter's interval, plans the rows (filters and repeated uuids) and splits them
+/// into chunks (`limits` is `None` for a single chunk).
+pub async fn plan_chunks(
+    lake: &LakeStore,
+    filter: &RowFilter,
+    settings: &EngineSettings,
+    limits: Option<ChunkLimits>,
+) -> Result<Vec<ChunkPlan>> {
+    let objects = lake.list(filter.team_id, &filter.interval).await?;
     let plan = {
         let (lake, objects, filter, dedupe) = (lake.clone(), objects.clone(), filter.clone(), settings.dedupe.clone());
         blocking(move || plan_rows(&lake, &objects, &filter, &dedupe)).await?
     };
-    tracing::info!(team_id, objects = objects.len(), records = plan.records, repeats = plan.duplicates.len(), "planned run");
-    let lake = lake.clone();
+    tracing::info!(
+        team_id = filter.team_id,
+        objects = objects.len(),
+        records = plan.records,
+        repeats = plan.duplicates.len(),
+        "planned run"
+    );
+    Ok(split_into_chunks(objects, plan, limits))
+}
+
+/// Reads one chunk's rows from the lake and writes its files (no manifest).
+pub async fn export_chunk(
+    lake: &LakeStore,
+    sink: &FileSink,
+    filter: &RowFilter,
+    chunk: &ChunkPlan,
+    config: &S3DestinationConfig,
+    settings: &EngineSettings,
+) -> Result<Vec<WrittenFile>> {
+    let (lake, objects, filter_owned, rows) = (lake.clone(), chunk.objects.clone(), filter.clone(), chunk.rows.clone());
     let batch_size = settings.batch_size;
     let source = move |on_batch: &mut dyn FnMut(&[EventRow]) -> Result<()>| {
-        read_rows(&lake, &objects, &filter, &plan, batch_size, on_batch).map(|_| ())
+        read_rows(&lake, &objects, &filter_owned, &rows, batch_size, on_batch).map(|_| ())
     };
-    write_files(source, sink, interval, config, settings).await
+    write_files(source, sink, filter.interval, config, settings, chunk.file_label()).await
 }
 
 /// Runs a blocking closure on Tokio's blocking pool.
@@ -165,15 +212,16 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f).await.map_err(|e| ExportError::Internal(format!("blocking task: {e}")))?
 }
 
-/// Encodes the rows that `source` produces into the run's files and writes them, then the manifest.
-/// `source` runs on a blocking thread and calls its argument with each batch.
+/// Encodes the rows that `source` produces into files and writes them; `chunk` goes into the file names when
+/// the run has several chunks. `source` runs on a blocking thread and calls its argument with each batch.
 pub async fn write_files<S>(
     source: S,
     sink: &FileSink,
     interval: Interval,
     config: &S3DestinationConfig,
     settings: &EngineSettings,
-) -> Result<ExportOutcome>
+    chunk: Option<usize>,
+) -> Result<Vec<WrittenFile>>
 where
     S: FnOnce(&mut dyn FnMut(&[EventRow]) -> Result<()>) -> Result<()> + Send + 'static,
 {
@@ -184,29 +232,34 @@ where
     let (tx, rx) = mpsc::channel(1);
     let buffers = PartBuffers::default();
     let encoding = {
-        let (prefix, config, settings, buffers) = (prefix.clone(), config.clone(), settings.clone(), buffers.clone());
-        tokio::task::spawn_blocking(move || encode_files(source, tx, buffers, &prefix, interval, &config, &settings))
+        let (config, settings, buffers) = (config.clone(), settings.clone(), buffers.clone());
+        let naming = FileNaming { prefix, interval, chunk };
+        tokio::task::spawn_blocking(move || encode_files(source, tx, buffers, &naming, &config, &settings))
     };
     let uploaded = receive_files(sink, rx, &settings.upload, &buffers).await;
     let encoded = encoding.await.map_err(|e| ExportError::Internal(format!("encoding task: {e}")))?;
     // An upload failure stops the encoder (its channel closes), so the upload's error is the cause.
     let files = uploaded?;
     encoded?;
-    let manifest_key = match config.max_file_size_bytes() {
-        Some(_) => {
-            let key = manifest_key(&prefix, &interval);
-            let manifest = serde_json::json!({ "files": files.iter().map(|f| &f.key).collect::<Vec<_>>() });
-            sink.put(&key, Bytes::from(manifest.to_string())).await?;
-            Some(key)
-        }
-        None => None,
-    };
-    Ok(ExportOutcome {
-        records: files.iter().map(|f| f.records).sum(),
-        bytes: files.iter().map(|f| f.bytes).sum(),
-        files,
-        manifest_key,
-    })
+    Ok(files)
+}
+
+/// Writes the manifest `{"files": [...]}` listing `files` when the config splits files; returns its key.
+/// Call only once every file of the run is complete.
+pub async fn write_manifest(
+    sink: &FileSink,
+    interval: Interval,
+    config: &S3DestinationConfig,
+    files: &[WrittenFile],
+) -> Result<Option<String>> {
+    if config.max_file_size_bytes().is_none() {
+        return Ok(None);
+    }
+    let prefix = KeyTemplate::parse(&config.prefix)?.render(&interval, Model::Events);
+    let key = manifest_key(&prefix, &interval);
+    let manifest = serde_json::json!({ "files": files.iter().map(|f| &f.key).collect::<Vec<_>>() });
+    sink.put(&key, Bytes::from(manifest.to_string())).await?;
+    Ok(Some(key))
 }
 
 /// The async side: writes each file the encoder streams.
@@ -249,12 +302,18 @@ async fn discard_file(rx: &mut Receiver<FileMessage>, buffers: &PartBuffers) -> 
 }
 
 /// The blocking side: encodes rows into files, split at the size limit, and streams their bytes.
+/// How the files of one `write_files` call are named.
+struct FileNaming {
+    prefix: String,
+    interval: Interval,
+    chunk: Option<usize>,
+}
+
 fn encode_files<S>(
     source: S,
     tx: Sender<FileMessage>,
     buffers: PartBuffers,
-    prefix: &str,
-    interval: Interval,
+    naming: &FileNaming,
     config: &S3DestinationConfig,
     settings: &EngineSettings,
 ) -> Result<()>
@@ -272,7 +331,14 @@ where
             let (encoder, records) = match &mut current {
                 Some(open) => open,
                 None => {
-                    let key = data_file_key(prefix, &interval, split.map(|_| file_n), config.file_format, config.compression);
+                    let key = data_file_key(
+                        &naming.prefix,
+                        &naming.interval,
+                        naming.chunk,
+                        split.map(|_| file_n),
+                        config.file_format,
+                        config.compression,
+                    );
                     send(&tx, FileMessage::Begin { key })?;
                     let out = PartWriter::new(tx.clone(), buffers.clone(), settings.upload.part_size);
                     let encoder = new_encoder(config.file_format, config.compression, &settings.parquet, out)?;
@@ -360,7 +426,10 @@ mod tests {
         let source = move |on_batch: &mut dyn FnMut(&[EventRow]) -> Result<()>| {
             rows.chunks(3000).try_for_each(|b| on_batch(b))
         };
-        write_files(source, &FileSink::Discard, interval(), config, &EngineSettings::default()).await.unwrap()
+        let files =
+            write_files(source, &FileSink::Discard, interval(), config, &EngineSettings::default(), None).await.unwrap();
+        let manifest = write_manifest(&FileSink::Discard, interval(), config, &files).await.unwrap();
+        ExportOutcome::new(files, manifest)
     }
 
     #[tokio::test]
@@ -384,7 +453,7 @@ mod tests {
             assert!(last.bytes > 0);
             assert_eq!(out.records, n as u64);
             let names: Vec<String> = (0..out.files.len())
-                .map(|i| data_file_key("p/", &interval(), Some(i), format, compression))
+                .map(|i| data_file_key("p/", &interval(), None, Some(i), format, compression))
                 .collect();
             assert_eq!(out.keys(), names.iter().map(String::as_str).collect::<Vec<_>>());
             assert_eq!(out.manifest_key.as_deref(), Some(manifest_key("p/", &interval()).as_str()));
@@ -398,7 +467,7 @@ mod tests {
             config.max_file_size_mb = limit;
             let out = run(&config, 6000).await;
             assert_eq!(out.files.len(), 1);
-            assert_eq!(out.files[0].key, data_file_key("", &interval(), None, FileFormat::JSONLines, None));
+            assert_eq!(out.files[0].key, data_file_key("", &interval(), None, None, FileFormat::JSONLines, None));
             assert!(out.files[0].bytes > 6000 * 900, "{}", out.files[0].bytes);
             assert_eq!(out.manifest_key, None);
         }

@@ -113,15 +113,20 @@ fn join(prefix: &str, name: &str) -> String {
     key.trim_start_matches('/').to_string()
 }
 
-/// The key of data file `file_n` (`Some` only when files are split) of a run.
+/// The key of data file `file_n` (`Some` only when files are split) of a run, written by chunk `chunk` (`Some`
+/// only when files are split and the run has several chunks: `{start}-{end}-{chunk}-{n}`).
 pub fn data_file_key(
     prefix: &str,
     interval: &Interval,
+    chunk: Option<usize>,
     file_n: Option<usize>,
     format: FileFormat,
     compression: Option<Compression>,
 ) -> String {
     let mut name = format!("{}-{}", iso(interval.start), iso(interval.end));
+    if let Some(c) = chunk.filter(|_| file_n.is_some()) {
+        name.push_str(&format!("-{c}"));
+    }
     if let Some(n) = file_n {
         name.push_str(&format!("-{n}"));
     }
@@ -185,10 +190,12 @@ mod tests {
     fn file_names_with_and_without_splitting() {
         let i = interval();
         let base = "2023-07-28T00:00:00+00:00-2023-07-28T01:02:03+00:00";
-        assert_eq!(data_file_key("p/", &i, None, FileFormat::JSONLines, None), format!("p/{base}.jsonl"));
-        assert_eq!(data_file_key("p", &i, None, FileFormat::JSONLines, None), format!("p/{base}.jsonl"));
-        assert_eq!(data_file_key("", &i, Some(0), FileFormat::Parquet, None), format!("{base}-0.parquet"));
-        assert_eq!(data_file_key("/x/", &i, Some(12), FileFormat::Parquet, None), format!("x/{base}-12.parquet"));
+        assert_eq!(data_file_key("p/", &i, None, None, FileFormat::JSONLines, None), format!("p/{base}.jsonl"));
+        assert_eq!(data_file_key("p", &i, None, None, FileFormat::JSONLines, None), format!("p/{base}.jsonl"));
+        assert_eq!(data_file_key("", &i, None, Some(0), FileFormat::Parquet, None), format!("{base}-0.parquet"));
+        assert_eq!(data_file_key("", &i, Some(3), Some(1), FileFormat::Parquet, None), format!("{base}-3-1.parquet"));
+        assert_eq!(data_file_key("", &i, Some(3), None, FileFormat::Parquet, None), format!("{base}.parquet"));
+        assert_eq!(data_file_key("/x/", &i, None, Some(12), FileFormat::Parquet, None), format!("x/{base}-12.parquet"));
         assert_eq!(manifest_key("p/", &i), format!("p/{base}_manifest.json"));
         assert_eq!(manifest_key("/", &i), format!("{base}_manifest.json"));
     }
@@ -209,7 +216,7 @@ mod tests {
             (FileFormat::Parquet, Some(Compression::Brotli), ".parquet.br"),
         ];
         for (format, compression, ext) in cases {
-            let key = data_file_key("", &i, None, format, compression);
+            let key = data_file_key("", &i, None, None, format, compression);
             assert!(key.ends_with(&format!("+00:00{ext}")), "{key} should end with {ext}");
         }
     }

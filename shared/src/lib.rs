@@ -1,14 +1,21 @@
-//! The export engine every function uses: the domain model, the lake reader, the encoders, the S3 writer and
-//! the run entry point ([`export::export_events`]).
+//! The library every function uses: the domain model (exports, runs, events), the lake reader, the encoders,
+//! the S3 writer, the run entry point ([`export::export_events`]), the DynamoDB stores and the steps of a run
+//! on Step Functions ([`steps`]).
 
 pub mod config;
 pub mod encode;
 pub mod error;
 pub mod export;
+pub mod exports;
 pub mod keys;
 pub mod lake;
+pub mod lambda;
 pub mod model;
+pub mod plan;
+pub mod runs;
 pub mod s3;
+pub mod steps;
+pub mod store;
 pub mod synthetic;
 
 pub use config::{Compression, Encryption, FileFormat, S3DestinationConfig};

@@ -6,15 +6,18 @@
 use std::fmt;
 
 use chrono::{DateTime, Datelike, NaiveDateTime, SecondsFormat, Timelike, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::error::{ExportError, Result};
 
-/// The data interval of a run: `[start, end)`, lower bound inclusive, upper bound exclusive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The data interval of a run: `[start, end)`, lower bound inclusive, upper bound exclusive. In JSON (step
+/// payloads, run records) its bounds are `data_interval_start` and `data_interval_end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Interval {
+    #[serde(rename = "data_interval_start")]
     pub start: DateTime<Utc>,
+    #[serde(rename = "data_interval_end")]
     pub end: DateTime<Utc>,
 }
 
@@ -71,7 +74,8 @@ pub fn calendar_fields(t: DateTime<Utc>) -> [(&'static str, String); 6] {
 }
 
 /// The tables (models) a run can export. Only `events` exists so far; `persons` comes with the mutable models.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Model {
     #[default]
     Events,

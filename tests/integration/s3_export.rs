@@ -424,7 +424,7 @@ async fn custom_endpoints_addressing_styles_and_static_credentials() {
             destination_client_config(&base, &config).interceptor(SharedCapture(capture.clone())).build(),
         );
         let target = S3Target::new(client, &config);
-        let key = batch_exports::keys::data_file_key("", &Interval::new(hour(10), hour(11)).unwrap(), None, config.file_format, None);
+        let key = batch_exports::keys::data_file_key("", &Interval::new(hour(10), hour(11)).unwrap(), None, None, config.file_format, None);
         assert!(target.put(&key, bytes::Bytes::from_static(b"{}")).await.is_err());
         let (uri, auth) = capture.0.lock().unwrap().clone().expect("a request was made");
         let without_query = uri.split('?').next().unwrap_or_default();

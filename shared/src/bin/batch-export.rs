@@ -4,6 +4,10 @@
 //! - `seed-lake` writes deterministic sample events into the lake layout.
 //! - `list BUCKET` lists keys and sizes.
 //! - `export` exports one interval of a team's events to an S3 destination and prints what it wrote as JSON.
+//! - `setup-local` creates the lake and work buckets and the tables the functions use (from the same
+//!   environment variables as the functions; idempotent).
+//! - `create-export` writes an export record to the exports table.
+//! - `show-run` prints the run record of an export's interval.
 //!
 //! AWS settings come from the environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, credentials), as for every function.
 
@@ -14,6 +18,8 @@ use batch_exports::config::Compression;
 use batch_exports::lake::writer::{lake_object_key, ndjson_bytes, parquet_bytes, put_object};
 use batch_exports::s3::{destination_client, lake_client, S3Target};
 use batch_exports::synthetic::SyntheticEvents;
+use batch_exports::exports::{BatchExport, Destination};
+use batch_exports::store::{create_tables, ExportStore, RunStore, Tables};
 use batch_exports::{export_events, EngineSettings, ExportError, FileSink, Interval, LakeStore, S3DestinationConfig};
 use chrono::{DateTime, Duration, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -80,6 +86,30 @@ enum Command {
         #[arg(long)]
         config: String,
     },
+    /// Creates the buckets (`BATCH_EXPORT_LAKE_BUCKET`, `BATCH_EXPORT_WORK_BUCKET`) and tables of the local stack.
+    SetupLocal,
+    /// Writes an export with an S3 destination to the exports table and prints it (secrets redacted).
+    CreateExport {
+        #[arg(long)]
+        team_id: i64,
+        #[arg(long)]
+        id: String,
+        #[arg(long, default_value = "local export")]
+        name: String,
+        /// `hour`, `day`, `week`, `every 5 minutes` or `every 15 minutes`.
+        #[arg(long, default_value = "hour")]
+        interval: String,
+        /// The S3 destination config as JSON (the reference's field names).
+        #[arg(long)]
+        config: String,
+    },
+    /// Prints the run record of an export's interval (by its end).
+    ShowRun {
+        #[arg(long)]
+        export_id: String,
+        #[arg(long)]
+        end: DateTime<Utc>,
+    },
 }
 
 #[tokio::main]
@@ -100,15 +130,40 @@ async fn main() -> ExitCode {
 async fn run(command: Command) -> Result<(), ExportError> {
     let base = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let s3 = lake_client(&base);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&base);
     match command {
-        Command::MakeBucket { name } => {
-            match s3.create_bucket().bucket(&name).send().await {
-                Ok(_) => println!("created bucket {name}"),
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => {
-                    println!("bucket {name} exists")
-                }
-                Err(e) => return Err(batch_exports::s3::classify_sdk_error(e, "CreateBucket", &name, None)),
+        Command::MakeBucket { name } => make_bucket(&s3, &name).await?,
+        Command::SetupLocal => {
+            for var in ["BATCH_EXPORT_LAKE_BUCKET", "BATCH_EXPORT_WORK_BUCKET"] {
+                let name = std::env::var(var).map_err(|_| ExportError::config(var, "is not set"))?;
+                make_bucket(&s3, &name).await?;
             }
+            let tables = Tables::from_env();
+            create_tables(&dynamodb, &tables).await?;
+            println!("tables {} and {} ready", tables.exports, tables.runs);
+        }
+        Command::CreateExport { team_id, id, name, interval, config } => {
+            let export = BatchExport {
+                id,
+                team_id,
+                name,
+                model: Default::default(),
+                destination: Destination::S3(S3DestinationConfig::from_json(&config)?),
+                interval: serde_json::from_value(serde_json::Value::String(interval.clone()))
+                    .map_err(|_| ExportError::config("interval", format!("`{interval}` is not an interval")))?,
+                paused: false,
+                start_at: None,
+                end_at: None,
+                created_at: Utc::now(),
+                last_paused_at: None,
+            };
+            ExportStore::new(dynamodb, Tables::from_env().exports).put(&export).await?;
+            println!("created export {} of team {team_id}: {:?}", export.id, export.destination);
+        }
+        Command::ShowRun { export_id, end } => {
+            let run = RunStore::new(dynamodb, Tables::from_env().runs).get(&export_id, end).await?;
+            let run = run.ok_or_else(|| ExportError::NotFound { what: "run", id: format!("{export_id} ending {end}") })?;
+            println!("{}", serde_json::to_string_pretty(&run).expect("a run serializes"));
         }
         Command::SeedLake {
             bucket,
@@ -173,6 +228,18 @@ async fn run(command: Command) -> Result<(), ExportError> {
             let outcome = export_events(&lake, &sink, team_id, interval, &config, &settings).await?;
             println!("{}", serde_json::to_string_pretty(&outcome).expect("outcome serializes"));
         }
+    }
+    Ok(())
+}
+
+/// Creates a bucket unless it exists.
+async fn make_bucket(s3: &aws_sdk_s3::Client, name: &str) -> Result<(), ExportError> {
+    match s3.create_bucket().bucket(name).send().await {
+        Ok(_) => println!("created bucket {name}"),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => {
+            println!("bucket {name} exists")
+        }
+        Err(e) => return Err(batch_exports::s3::classify_sdk_error(e, "CreateBucket", name, None)),
     }
     Ok(())
 }

@@ -29,6 +29,7 @@ pub mod writer;
 use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
+use serde::{Deserialize, Serialize};
 
 pub use self::store::{LakeObject, LakeStore};
 use crate::config::Compression;
@@ -36,7 +37,7 @@ use crate::error::{ExportError, Result, RowLocation};
 use crate::model::{EventRow, Interval};
 
 /// The encoding of a lake object, from its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LakeFormat {
     Ndjson(Option<Compression>),
     Parquet,
@@ -126,7 +127,7 @@ pub struct RowKey<'a> {
 }
 
 /// What the planning pass found: how many rows the run exports and which to skip as repeats.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RowPlan {
     /// Rows to export (after filters and de-duplication).
     pub records: u64,

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 use tokio_util::io::SyncIoBridge;
 
@@ -15,7 +16,7 @@ use crate::model::Interval;
 use crate::s3::classify_sdk_error;
 
 /// One object of the lake, as listed for a run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LakeObject {
     pub key: String,
     pub size: u64,

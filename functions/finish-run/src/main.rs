@@ -1,0 +1,14 @@
+//! The *finish run* Lambda: records the run as Completed, Failed or FailedRetryable.
+//!
+//! A thin handler over [`batch_exports::steps::finish_run`]: clients and settings are built once per instance, and
+//! errors reach Step Functions as `RetryableError` or `NonRetryableError`.
+
+use batch_exports::steps::{finish_run, FinishInput, Services};
+use lambda_runtime::{service_fn, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    batch_exports::lambda::init_logging();
+    let services = Services::from_env().await?;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<FinishInput>| finish_run(&services, event.payload))).await
+}

@@ -1,0 +1,187 @@
+//! Export definitions: what an export sends (model, destination), how often (its interval) and between which
+//! dates, with the reference's field names. A run loads its export by `(team_id, id)` from the exports table
+//! ([`crate::store::ExportStore`]); step payloads carry only the ids, never the destination config.
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::S3DestinationConfig;
+use crate::error::{ExportError, Result};
+use crate::model::{Interval, Model};
+
+/// How often an export runs; each run covers one interval ending at its scheduled time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExportInterval {
+    #[serde(rename = "hour")]
+    Hour,
+    #[serde(rename = "day")]
+    Day,
+    #[serde(rename = "week")]
+    Week,
+    #[serde(rename = "every 5 minutes")]
+    Every5Minutes,
+    #[serde(rename = "every 15 minutes")]
+    Every15Minutes,
+}
+
+impl ExportInterval {
+    pub fn duration(&self) -> Duration {
+        match self {
+            ExportInterval::Hour => Duration::hours(1),
+            ExportInterval::Day => Duration::days(1),
+            ExportInterval::Week => Duration::weeks(1),
+            ExportInterval::Every5Minutes => Duration::minutes(5),
+            ExportInterval::Every15Minutes => Duration::minutes(15),
+        }
+    }
+
+    /// The interval a run scheduled at `scheduled` covers: the one ending at the last interval boundary at or
+    /// before it (a scheduler firing a little late, or delayed for late data, still gets the interval that just
+    /// ended). Boundaries are whole hours, days (UTC midnight) and minutes; weeks end on UTC Mondays.
+    pub fn interval_ending_at_or_before(&self, scheduled: DateTime<Utc>) -> Result<Interval> {
+        let step = self.duration();
+        let end = match self {
+            // 1970-01-01 was a Thursday: weeks are aligned on Monday 1970-01-05.
+            ExportInterval::Week => {
+                let monday = DateTime::<Utc>::UNIX_EPOCH + Duration::days(4);
+                let weeks = (scheduled - monday).num_seconds().div_euclid(step.num_seconds());
+                monday + Duration::seconds(weeks * step.num_seconds())
+            }
+            _ => scheduled.duration_trunc(step).map_err(|e| ExportError::Internal(format!("interval rounding: {e}")))?,
+        };
+        Interval::new(end - step, end)
+    }
+}
+
+/// Where an export's files go. Serialized as the reference does: `{"type": "S3", "config": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "config")]
+pub enum Destination {
+    S3(S3DestinationConfig),
+}
+
+/// One batch export.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchExport {
+    pub id: String,
+    pub team_id: i64,
+    pub name: String,
+    #[serde(default)]
+    pub model: Model,
+    pub destination: Destination,
+    pub interval: ExportInterval,
+    #[serde(default)]
+    pub paused: bool,
+    /// No runs before this time (interval ends before it are refused), when set.
+    #[serde(default)]
+    pub start_at: Option<DateTime<Utc>>,
+    /// No runs after this time, when set.
+    #[serde(default)]
+    pub end_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub last_paused_at: Option<DateTime<Utc>>,
+}
+
+impl BatchExport {
+    /// Checks that a run of `interval` is allowed: not ending in the future, inside `start_at`/`end_at`.
+    pub fn check_run_interval(&self, interval: &Interval, now: DateTime<Utc>) -> Result<()> {
+        if interval.end > now {
+            return Err(ExportError::config(
+                "data_interval_end",
+                format!("{} is in the future (now is {})", crate::model::iso(interval.end), crate::model::iso(now)),
+            ));
+        }
+        if let Some(start_at) = self.start_at.filter(|s| interval.start < *s) {
+            return Err(ExportError::config(
+                "data_interval_start",
+                format!("{} is before the export's start_at {}", crate::model::iso(interval.start), crate::model::iso(start_at)),
+            ));
+        }
+        if let Some(end_at) = self.end_at.filter(|e| interval.end > *e) {
+            return Err(ExportError::config(
+                "data_interval_end",
+                format!("{} is after the export's end_at {}", crate::model::iso(interval.end), crate::model::iso(end_at)),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The S3 destination config, validated.
+    pub fn s3_config(&self) -> Result<&S3DestinationConfig> {
+        let Destination::S3(config) = &self.destination;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn intervals_end_at_the_last_boundary() {
+        let cases = [
+            (ExportInterval::Hour, "2026-11-21T10:00:00Z", "2026-11-21T09:00:00Z", "2026-11-21T10:00:00Z"),
+            (ExportInterval::Hour, "2026-11-21T10:01:30Z", "2026-11-21T09:00:00Z", "2026-11-21T10:00:00Z"),
+            (ExportInterval::Day, "2026-11-21T00:02:00Z", "2026-11-20T00:00:00Z", "2026-11-21T00:00:00Z"),
+            (ExportInterval::Every5Minutes, "2026-11-21T10:07:00Z", "2026-11-21T10:00:00Z", "2026-11-21T10:05:00Z"),
+            (ExportInterval::Every15Minutes, "2026-11-21T10:15:30Z", "2026-11-21T10:00:00Z", "2026-11-21T10:15:00Z"),
+            // 2026-11-23 is a Monday.
+            (ExportInterval::Week, "2026-11-23T00:01:00Z", "2026-11-16T00:00:00Z", "2026-11-23T00:00:00Z"),
+            (ExportInterval::Week, "2026-11-22T23:00:00Z", "2026-11-09T00:00:00Z", "2026-11-16T00:00:00Z"),
+        ];
+        for (interval, scheduled, start, end) in cases {
+            let got = interval.interval_ending_at_or_before(t(scheduled)).unwrap();
+            assert_eq!((got.start, got.end), (t(start), t(end)), "{interval:?} at {scheduled}");
+        }
+    }
+
+    #[test]
+    fn intervals_names_are_the_references() {
+        let names: Vec<String> = [
+            ExportInterval::Hour,
+            ExportInterval::Day,
+            ExportInterval::Week,
+            ExportInterval::Every5Minutes,
+            ExportInterval::Every15Minutes,
+        ]
+        .iter()
+        .map(|i| serde_json::to_string(i).unwrap())
+        .collect();
+        assert_eq!(names, [r#""hour""#, r#""day""#, r#""week""#, r#""every 5 minutes""#, r#""every 15 minutes""#]);
+    }
+
+    #[test]
+    fn run_intervals_are_checked() {
+        let export = BatchExport {
+            id: "e".into(),
+            team_id: 1,
+            name: "n".into(),
+            model: Model::Events,
+            destination: Destination::S3(S3DestinationConfig::new("bucket")),
+            interval: ExportInterval::Hour,
+            paused: false,
+            start_at: Some(t("2026-01-01T00:00:00Z")),
+            end_at: Some(t("2026-12-01T00:00:00Z")),
+            created_at: t("2026-01-01T00:00:00Z"),
+            last_paused_at: None,
+        };
+        let now = t("2026-11-21T10:30:00Z");
+        let ok = Interval::parse("2026-11-21T09:00:00Z", "2026-11-21T10:00:00Z").unwrap();
+        export.check_run_interval(&ok, now).unwrap();
+        let future = Interval::parse("2026-11-21T10:00:00Z", "2026-11-21T11:00:00Z").unwrap();
+        let e = export.check_run_interval(&future, now).unwrap_err().to_string();
+        assert!(e.contains("data_interval_end") && e.contains("in the future"), "{e}");
+        let early = Interval::parse("2025-12-31T23:00:00Z", "2026-01-01T00:00:00Z").unwrap();
+        assert!(export.check_run_interval(&early, now).unwrap_err().to_string().contains("start_at"));
+        let json = serde_json::to_value(&export).unwrap();
+        assert_eq!(json["destination"]["type"], "S3");
+        assert_eq!(json["destination"]["config"]["bucket_name"], "bucket");
+        assert_eq!(json["model"], "events");
+    }
+}

@@ -1,0 +1,53 @@
+//! Step 3 (one per chunk, in the Map state): encode and upload one chunk's files, with deterministic keys,
+//! and keep the list of files in the work area. A retryable failure is counted on the run before it is
+//! returned, so the run record shows the retries the state machine makes.
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use super::Services;
+use crate::error::Result;
+use crate::export::{export_chunk as write_chunk, FileSink};
+use crate::runs::RunRef;
+use crate::s3::{destination_client, S3Target};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkInput {
+    pub run: RunRef,
+    pub chunk: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkOutput {
+    pub chunk: usize,
+    pub records: u64,
+    pub bytes: u64,
+    pub files: usize,
+}
+
+pub async fn export_chunk(services: &Services, input: ChunkInput) -> Result<ChunkOutput> {
+    let run = &input.run;
+    let result: Result<ChunkOutput> = async {
+        let (config, filter) = services.destination(run).await?;
+        let plan = services.work.load_chunk_plan(run, input.chunk).await?;
+        let sink = FileSink::S3(S3Target::new(destination_client(&services.aws, &config), &config));
+        let files = write_chunk(&services.lake, &sink, &filter, &plan, &config, &services.engine).await?;
+        services.work.save_chunk_files(run, input.chunk, &files).await?;
+        Ok(ChunkOutput {
+            chunk: input.chunk,
+            records: files.iter().map(|f| f.records).sum(),
+            bytes: files.iter().map(|f| f.bytes).sum(),
+            files: files.len(),
+        })
+    }
+    .await;
+    if let Err(e) = &result {
+        if e.is_retryable() {
+            let message = format!("chunk {}: {e}", input.chunk);
+            if let Err(record) = services.runs.record_retry(run, &message, Utc::now()).await {
+                tracing::warn!(run_id = %run.run_id, error = %record, "could not record the retry");
+            }
+        }
+    }
+    result
+}

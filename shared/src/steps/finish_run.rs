@@ -1,0 +1,103 @@
+//! Step 5: end the run. Without an error: `Completed` with records_completed, bytes_exported, the file keys and
+//! finished_at. With the error a `Catch` caught: `Failed` when it is not retryable, `FailedRetryable` when
+//! retries ran out on a retryable one, with the error text as latest_error.
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use super::Services;
+use crate::error::{Result, NON_RETRYABLE_ERROR_TYPE};
+use crate::runs::{RunRef, RunStatus};
+
+/// What a Step Functions `Catch` puts at its `ResultPath`: the error name and its cause (for a Lambda error,
+/// the JSON `{"errorType": ..., "errorMessage": ...}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepFailure {
+    #[serde(rename = "Error")]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: Option<String>,
+}
+
+impl StepFailure {
+    /// The run status the failure leads to.
+    pub fn status(&self) -> RunStatus {
+        if self.error == NON_RETRYABLE_ERROR_TYPE {
+            RunStatus::Failed
+        } else {
+            RunStatus::FailedRetryable
+        }
+    }
+
+    /// The error text for the run record: a Lambda error's message, else the cause or the error name.
+    pub fn message(&self) -> String {
+        let Some(cause) = &self.cause else { return self.error.clone() };
+        match serde_json::from_str::<serde_json::Value>(cause) {
+            Ok(v) => match v.get("errorMessage").and_then(|m| m.as_str()) {
+                Some(message) => message.to_string(),
+                None => cause.clone(),
+            },
+            Err(_) => cause.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinishInput {
+    pub run: RunRef,
+    #[serde(default)]
+    pub error: Option<StepFailure>,
+}
+
+/// The run as it ended (no config, no secrets).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinishOutput {
+    pub run_id: String,
+    pub status: RunStatus,
+    pub records_completed: Option<u64>,
+    pub bytes_exported: Option<u64>,
+    pub files: usize,
+    pub latest_error: Option<String>,
+}
+
+pub async fn finish_run(services: &Services, input: FinishInput) -> Result<FinishOutput> {
+    let run = &input.run;
+    let ended = match &input.error {
+        None => {
+            let outcome = services.work.load_outcome(run).await?;
+            services.runs.complete(run, &outcome, Utc::now()).await?
+        }
+        Some(failure) => services.runs.fail(run, failure.status(), &failure.message(), Utc::now()).await?,
+    };
+    tracing::info!(run_id = %ended.run_id, status = ended.status.as_str(), "run finished");
+    Ok(FinishOutput {
+        run_id: ended.run_id,
+        status: ended.status,
+        records_completed: ended.records_completed,
+        bytes_exported: ended.bytes_exported,
+        files: ended.files.len(),
+        latest_error: ended.latest_error,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_map_to_statuses_and_messages() {
+        let lambda = StepFailure {
+            error: "NonRetryableError".into(),
+            cause: Some(r#"{"errorType":"NonRetryableError","errorMessage":"bucket `x` does not exist"}"#.into()),
+        };
+        assert_eq!(lambda.status(), RunStatus::Failed);
+        assert_eq!(lambda.message(), "bucket `x` does not exist");
+        let exhausted = StepFailure { error: "RetryableError".into(), cause: Some("{\"errorMessage\":\"503\"}".into()) };
+        assert_eq!(exhausted.status(), RunStatus::FailedRetryable);
+        let timeout = StepFailure { error: "States.Timeout".into(), cause: None };
+        assert_eq!(timeout.status(), RunStatus::FailedRetryable);
+        assert_eq!(timeout.message(), "States.Timeout");
+        let plain = StepFailure { error: "States.TaskFailed".into(), cause: Some("not json".into()) };
+        assert_eq!(plain.message(), "not json");
+    }
+}

@@ -1,0 +1,93 @@
+//! The steps of an export run on Step Functions, one per Lambda: [`start_run`], [`plan_run`],
+//! [`export_chunk`], [`write_manifest`] and [`finish_run`]. Each is a plain async function of the
+//! [`Services`] (clients and settings built once per Lambda instance) and its JSON input; the function crates
+//! only wire them to the Lambda runtime ([`crate::lambda`]).
+//!
+//! Step payloads hold ids, times, counts and chunk numbers only; configs and credentials are loaded from the
+//! exports table by the steps that need them, and larger state (chunk plans, file lists) is kept in the work
+//! area ([`crate::plan::WorkStore`]).
+
+mod export_chunk;
+mod finish_run;
+mod plan_run;
+mod start_run;
+mod write_manifest;
+
+pub use self::export_chunk::{export_chunk, ChunkInput, ChunkOutput};
+pub use self::finish_run::{finish_run, FinishInput, FinishOutput, StepFailure};
+pub use self::plan_run::{plan_run, PlanOutput};
+pub use self::start_run::{start_run, RunRequest, StartInput, StartOutput};
+pub use self::write_manifest::{write_manifest, ManifestInput, ManifestOutput};
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use chrono::Duration;
+
+use crate::error::{ExportError, Result};
+use crate::export::{env_number, EngineSettings};
+use crate::lake::{LakeStore, RowFilter};
+use crate::plan::{ChunkLimits, WorkStore};
+use crate::runs::RunRef;
+use crate::s3::lake_client;
+use crate::store::{ExportStore, RunStore, Tables};
+use crate::S3DestinationConfig;
+
+/// Everything a step uses, built once per Lambda instance from the environment.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub aws: SdkConfig,
+    pub exports: ExportStore,
+    pub runs: RunStore,
+    pub lake: LakeStore,
+    pub work: WorkStore,
+    pub engine: EngineSettings,
+    pub chunks: ChunkLimits,
+    /// How long a run may go without a write before another trigger may take it over.
+    pub run_lease: Duration,
+    /// Chunks exported at once (the Map state's `MaxConcurrencyPath`).
+    pub chunk_concurrency: usize,
+}
+
+impl Services {
+    /// Reads the environment (documented in the README):
+    /// `BATCH_EXPORT_LAKE_BUCKET` (required), `BATCH_EXPORT_LAKE_PREFIX` (default empty),
+    /// `BATCH_EXPORT_WORK_BUCKET` (default: the lake bucket), `BATCH_EXPORT_WORK_PREFIX` (default
+    /// `batch-export-runs/`), `BATCH_EXPORT_RUN_LEASE_SECONDS` (default 10800, the state machine's timeout),
+    /// `BATCH_EXPORT_CHUNK_CONCURRENCY` (default 4),
+    /// the table names ([`Tables::from_env`]), the chunk limits ([`ChunkLimits::from_env`]) and the engine
+    /// settings ([`EngineSettings::from_env`]). AWS clients honour `AWS_ENDPOINT_URL`.
+    pub async fn from_env() -> Result<Self> {
+        let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
+        let lake_bucket = std::env::var("BATCH_EXPORT_LAKE_BUCKET")
+            .map_err(|_| ExportError::config("BATCH_EXPORT_LAKE_BUCKET", "is not set"))?;
+        let s3 = lake_client(&aws);
+        let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+        let tables = Tables::from_env();
+        Ok(Services {
+            exports: ExportStore::new(dynamodb.clone(), tables.exports),
+            runs: RunStore::new(dynamodb, tables.runs),
+            lake: LakeStore::S3 {
+                client: s3.clone(),
+                bucket: lake_bucket.clone(),
+                prefix: std::env::var("BATCH_EXPORT_LAKE_PREFIX").unwrap_or_default(),
+            },
+            work: WorkStore {
+                client: s3,
+                bucket: std::env::var("BATCH_EXPORT_WORK_BUCKET").unwrap_or(lake_bucket),
+                prefix: std::env::var("BATCH_EXPORT_WORK_PREFIX").unwrap_or_else(|_| "batch-export-runs/".into()),
+            },
+            engine: EngineSettings::from_env()?,
+            chunks: ChunkLimits::from_env()?,
+            run_lease: Duration::seconds(env_number("BATCH_EXPORT_RUN_LEASE_SECONDS", 10_800)? as i64),
+            chunk_concurrency: env_number("BATCH_EXPORT_CHUNK_CONCURRENCY", 4)?.max(1),
+            aws,
+        })
+    }
+
+    /// The S3 destination config of a run's export and the row filter it implies.
+    async fn destination(&self, run: &RunRef) -> Result<(S3DestinationConfig, RowFilter)> {
+        let export = self.exports.get(run.team_id, &run.export_id).await?;
+        let config = export.s3_config()?.clone();
+        let filter = RowFilter::new(run.team_id, run.interval, &config.include_events, &config.exclude_events);
+        Ok((config, filter))
+    }
+}

@@ -1,0 +1,32 @@
+//! Step 2: plan the run. Lists the lake objects of the interval, finds the rows it exports (filters, repeated
+//! uuids), splits them into chunks of bounded rows and bytes, keeps each chunk's plan in the work area, and
+//! records the total on the run.
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use super::Services;
+use crate::error::Result;
+use crate::export::plan_chunks;
+use crate::runs::RunRef;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanOutput {
+    pub records_total_count: u64,
+    /// Chunk numbers `0..n`: the Map state's items.
+    pub chunks: Vec<usize>,
+}
+
+pub async fn plan_run(services: &Services, run: RunRef) -> Result<PlanOutput> {
+    let (config, filter) = services.destination(&run).await?;
+    // Without a file size limit the reference writes one file per run, so the run is one chunk.
+    let limits = config.max_file_size_bytes().map(|_| services.chunks);
+    let chunks = plan_chunks(&services.lake, &filter, &services.engine, limits).await?;
+    for chunk in &chunks {
+        services.work.save_chunk_plan(&run, chunk).await?;
+    }
+    let total = chunks.iter().map(|c| c.rows.records).sum();
+    services.runs.set_total(&run, total, Utc::now()).await?;
+    tracing::info!(run_id = %run.run_id, records = total, chunks = chunks.len(), "run planned");
+    Ok(PlanOutput { records_total_count: total, chunks: (0..chunks.len()).collect() })
+}

@@ -1,0 +1,104 @@
+//! Step 1: claim the run of an interval. Loads the export, derives the interval from the scheduled time (or
+//! takes the explicit interval of a backfill or retry), refuses an interval ending in the future or outside
+//! the export's `start_at`/`end_at`, and creates the run record (`Starting`, then `Running`) with a conditional
+//! write keyed by export and interval end: a second trigger of the same interval reuses the run.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::Services;
+use crate::error::{ExportError, Result};
+use crate::model::Interval;
+use crate::runs::{run_id, Run, RunRef, RunStatus};
+use crate::store::Begin;
+
+/// The execution input: ids and times only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    pub team_id: i64,
+    pub export_id: String,
+    /// When the schedule fired (EventBridge Scheduler's `<aws.scheduler.scheduled-time>`); the run covers the
+    /// interval that ended at or just before it.
+    #[serde(default)]
+    pub scheduled_time: Option<DateTime<Utc>>,
+    /// An explicit interval (backfills and retries), instead of `scheduled_time`.
+    #[serde(default)]
+    pub data_interval_start: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub data_interval_end: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub backfill_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartInput {
+    pub request: RunRequest,
+    /// The Step Functions execution name (`$$.Execution.Name`).
+    #[serde(default)]
+    pub execution: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartOutput {
+    /// True when another execution is working on the run: this one stops without touching it.
+    pub in_progress: bool,
+    pub run: RunRef,
+    /// How many chunks the Map state exports at once.
+    pub max_concurrency: usize,
+}
+
+impl RunRequest {
+    fn interval(&self, export: &crate::exports::BatchExport) -> Result<Interval> {
+        match (self.data_interval_start, self.data_interval_end, self.scheduled_time) {
+            (Some(start), Some(end), _) => Interval::new(start, end),
+            (None, None, Some(at)) => export.interval.interval_ending_at_or_before(at),
+            (Some(_), None, _) => Err(ExportError::config("data_interval_end", "is required with data_interval_start")),
+            (None, Some(_), _) => Err(ExportError::config("data_interval_start", "is required with data_interval_end")),
+            (None, None, None) => {
+                Err(ExportError::config("scheduled_time", "a run needs scheduled_time or data_interval_start/end"))
+            }
+        }
+    }
+}
+
+pub async fn start_run(services: &Services, input: StartInput) -> Result<StartOutput> {
+    let request = input.request;
+    let export = services.exports.get(request.team_id, &request.export_id).await?;
+    let interval = request.interval(&export)?;
+    let now = Utc::now();
+    export.check_run_interval(&interval, now)?;
+    let new = Run {
+        export_id: export.id.clone(),
+        data_interval_end: interval.end,
+        data_interval_start: interval.start,
+        run_id: run_id(&export.id, interval.end),
+        team_id: export.team_id,
+        status: RunStatus::Starting,
+        attempt: 1,
+        retries: 0,
+        records_total_count: None,
+        records_completed: None,
+        bytes_exported: None,
+        files: Vec::new(),
+        manifest_key: None,
+        latest_error: None,
+        execution: input.execution,
+        backfill_id: request.backfill_id,
+        created_at: now,
+        started_at: now,
+        updated_at: now,
+        finished_at: None,
+    };
+    match services.runs.begin(new, services.run_lease, now).await? {
+        Begin::Started(run) => {
+            let run = services.runs.mark_running(&run.reference(), Utc::now()).await?;
+            tracing::info!(run_id = %run.run_id, attempt = run.attempt, "run started");
+            Ok(StartOutput { in_progress: false, run: run.reference(), max_concurrency: services.chunk_concurrency })
+        }
+        Begin::InProgress(run) => {
+            tracing::info!(run_id = %run.run_id, attempt = run.attempt, "run already in progress");
+            Ok(StartOutput { in_progress: true, run: run.reference(), max_concurrency: services.chunk_concurrency })
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! DynamoDB stores, one per table: [`ExportStore`] (export definitions) and [`RunStore`] (run history, attempts
+//! and retry state).
+//!
+//! Tables (their names come from `BATCH_EXPORT_EXPORTS_TABLE` and `BATCH_EXPORT_RUNS_TABLE`; `template.yaml`
+//! defines the same keys):
+//! - exports: partition key `team_id` (N), sort key `id` (S); one item per export.
+//! - runs: partition key `export_id` (S), sort key `data_interval_end` (S, RFC 3339 UTC), so one export's run
+//!   history is one query, newest first; global secondary index `run_id` (partition key `run_id`) finds a run by
+//!   its id.
+
+mod exports;
+mod runs;
+
+pub use self::exports::ExportStore;
+pub use self::runs::{Begin, RunStore};
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType,
+};
+
+use crate::error::{ExportError, Result};
+use crate::s3::classify_sdk_error;
+
+/// The runs table's index by run id.
+pub const RUN_ID_INDEX: &str = "run_id";
+
+/// The table names, from the environment.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub exports: String,
+    pub runs: String,
+}
+
+impl Tables {
+    /// `BATCH_EXPORT_EXPORTS_TABLE` (default `batch-exports`) and `BATCH_EXPORT_RUNS_TABLE` (default
+    /// `batch-export-runs`).
+    pub fn from_env() -> Self {
+        let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
+        Tables {
+            exports: var("BATCH_EXPORT_EXPORTS_TABLE", "batch-exports"),
+            runs: var("BATCH_EXPORT_RUNS_TABLE", "batch-export-runs"),
+        }
+    }
+}
+
+fn key(name: &str, key_type: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder().attribute_name(name).key_type(key_type).build().expect("key schema")
+}
+
+fn attribute(name: &str, kind: ScalarAttributeType) -> AttributeDefinition {
+    AttributeDefinition::builder().attribute_name(name).attribute_type(kind).build().expect("attribute")
+}
+
+/// Creates both tables if they do not exist (the local stack's setup; on AWS the SAM template creates them).
+pub async fn create_tables(client: &aws_sdk_dynamodb::Client, tables: &Tables) -> Result<()> {
+    let exports = client
+        .create_table()
+        .table_name(&tables.exports)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("team_id", ScalarAttributeType::N))
+        .attribute_definitions(attribute("id", ScalarAttributeType::S))
+        .key_schema(key("team_id", KeyType::Hash))
+        .key_schema(key("id", KeyType::Range));
+    let run_id_index = GlobalSecondaryIndex::builder()
+        .index_name(RUN_ID_INDEX)
+        .key_schema(key("run_id", KeyType::Hash))
+        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .build()
+        .expect("index");
+    let runs = client
+        .create_table()
+        .table_name(&tables.runs)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("export_id", ScalarAttributeType::S))
+        .attribute_definitions(attribute("data_interval_end", ScalarAttributeType::S))
+        .attribute_definitions(attribute("run_id", ScalarAttributeType::S))
+        .key_schema(key("export_id", KeyType::Hash))
+        .key_schema(key("data_interval_end", KeyType::Range))
+        .global_secondary_indexes(run_id_index);
+    for (name, request) in [(&tables.exports, exports), (&tables.runs, runs)] {
+        match request.send().await {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {}
+            Err(e) => return Err(classify_sdk_error(e, "CreateTable", name, None)),
+        }
+    }
+    Ok(())
+}
+
+/// Maps a serde_dynamo conversion failure of a stored item.
+fn item_error(table: &str, e: serde_dynamo::Error) -> ExportError {
+    ExportError::Internal(format!("an item of table `{table}` does not match the model: {e}"))
+}

@@ -1,0 +1,291 @@
+//! The runs table: one item per (export, interval end), every state transition a conditional write on the
+//! run's attempt and status.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use chrono::{DateTime, Duration, Utc};
+
+use super::item_error;
+use crate::error::{ExportError, Result};
+use crate::export::ExportOutcome;
+use crate::runs::{Run, RunRef, RunStatus};
+use crate::s3::classify_sdk_error;
+
+#[derive(Debug, Clone)]
+pub struct RunStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+/// What [`RunStore::begin`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Begin {
+    /// This trigger owns a new attempt of the run (`Starting`).
+    Started(Run),
+    /// Another execution is working on the run; this trigger does nothing.
+    InProgress(Run),
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn time(t: DateTime<Utc>) -> AttributeValue {
+    serde_dynamo::to_attribute_value(t).expect("a time converts")
+}
+
+fn status(v: RunStatus) -> AttributeValue {
+    s(v.as_str())
+}
+
+/// An update expression with its values (`#status` is the only attribute name that needs aliasing).
+struct Update {
+    expression: String,
+    condition: String,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl RunStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        RunStore { client, table: table.into() }
+    }
+
+    fn key(export_id: &str, interval_end: DateTime<Utc>) -> HashMap<String, AttributeValue> {
+        HashMap::from([("export_id".to_string(), s(export_id)), ("data_interval_end".to_string(), time(interval_end))])
+    }
+
+    pub async fn get(&self, export_id: &str, interval_end: DateTime<Utc>) -> Result<Option<Run>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(export_id, interval_end)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error(e, "GetItem", &self.table, None))?;
+        out.item.map(|item| serde_dynamo::from_item(item).map_err(|e| item_error(&self.table, e))).transpose()
+    }
+
+    /// An export's runs, newest interval first.
+    pub async fn list(&self, export_id: &str, limit: i32) -> Result<Vec<Run>> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("export_id = :e")
+            .expression_attribute_values(":e", s(export_id))
+            .scan_index_forward(false)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error(e, "Query", &self.table, None))?;
+        out.items().iter().map(|item| serde_dynamo::from_item(item.clone()).map_err(|e| item_error(&self.table, e))).collect()
+    }
+
+    /// Claims the run of `new`'s interval for a new attempt: creates it (attempt 1, `Starting`) if it does not
+    /// exist; takes it over (attempt + 1, `Starting`, results of the previous attempt cleared) if it ended or
+    /// if its execution has not written for `lease`; else reports it in progress.
+    pub async fn begin(&self, new: Run, lease: Duration, now: DateTime<Utc>) -> Result<Begin> {
+        let item = serde_dynamo::to_item(&new).map_err(|e| item_error(&self.table, e))?;
+        let created = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(export_id)")
+            .send()
+            .await;
+        match created {
+            Ok(_) => return Ok(Begin::Started(new)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+            Err(e) => return Err(classify_sdk_error(e, "PutItem", &self.table, None)),
+        }
+        // Two triggers racing for the same run: the conditional update lets one through; the other sees the
+        // run in flight on its next read.
+        for _ in 0..3 {
+            let existing = self
+                .get(&new.export_id, new.data_interval_end)
+                .await?
+                .ok_or_else(|| ExportError::Internal(format!("run `{}` vanished while starting", new.run_id)))?;
+            if existing.status.is_in_flight() && now - existing.updated_at < lease {
+                return Ok(Begin::InProgress(existing));
+            }
+            let mut values = HashMap::from([
+                (":starting".to_string(), status(RunStatus::Starting)),
+                (":next".to_string(), n(existing.attempt + 1)),
+                (":now".to_string(), time(now)),
+                (":seen_attempt".to_string(), n(existing.attempt)),
+                (":seen_status".to_string(), status(existing.status)),
+            ]);
+            let mut set = "#status = :starting, attempt = :next, started_at = :now, updated_at = :now".to_string();
+            if let Some(execution) = &new.execution {
+                values.insert(":execution".into(), s(execution.clone()));
+                set.push_str(", execution = :execution");
+            }
+            if let Some(backfill) = &new.backfill_id {
+                values.insert(":backfill".into(), s(backfill.clone()));
+                set.push_str(", backfill_id = :backfill");
+            }
+            let update = Update {
+                expression: format!(
+                    "SET {set} REMOVE finished_at, records_total_count, records_completed, bytes_exported, files, manifest_key"
+                ),
+                condition: "attempt = :seen_attempt AND #status = :seen_status".into(),
+                values,
+            };
+            match self.update(&new.export_id, new.data_interval_end, update).await {
+                Ok(run) => return Ok(Begin::Started(run)),
+                Err(UpdateError::ConditionFailed) => continue,
+                Err(UpdateError::Other(e)) => return Err(e),
+            }
+        }
+        let existing = self.get(&new.export_id, new.data_interval_end).await?;
+        Err(ExportError::Superseded {
+            run_id: new.run_id.clone(),
+            message: format!("could not claim the run: it keeps changing ({:?})", existing.map(|r| r.status)),
+        })
+    }
+
+    /// `Starting` → `Running`.
+    pub async fn mark_running(&self, run: &RunRef, now: DateTime<Utc>) -> Result<Run> {
+        self.transition(
+            run,
+            "SET #status = :running, updated_at = :now",
+            &[RunStatus::Starting],
+            [(":running", status(RunStatus::Running)), (":now", time(now))],
+        )
+        .await
+    }
+
+    /// Records the number of rows the run will export.
+    pub async fn set_total(&self, run: &RunRef, total: u64, now: DateTime<Utc>) -> Result<Run> {
+        self.transition(
+            run,
+            "SET records_total_count = :total, updated_at = :now",
+            &[RunStatus::Running],
+            [(":total", n(total)), (":now", time(now))],
+        )
+        .await
+    }
+
+    /// Counts a retryable failure of a step and keeps its message as the run's latest error.
+    pub async fn record_retry(&self, run: &RunRef, error: &str, now: DateTime<Utc>) -> Result<Run> {
+        self.transition(
+            run,
+            "SET latest_error = :error, updated_at = :now ADD retries :one",
+            &[RunStatus::Running],
+            [(":error", s(error)), (":now", time(now)), (":one", n(1))],
+        )
+        .await
+    }
+
+    /// `Running` → `Completed`, with what the run wrote.
+    pub async fn complete(&self, run: &RunRef, outcome: &ExportOutcome, now: DateTime<Utc>) -> Result<Run> {
+        let keys: Vec<AttributeValue> = outcome.files.iter().map(|f| s(f.key.clone())).collect();
+        let mut set = "SET #status = :completed, records_completed = :records, bytes_exported = :bytes, \
+                       files = :files, finished_at = :now, updated_at = :now"
+            .to_string();
+        let mut values = vec![
+            (":completed", status(RunStatus::Completed)),
+            (":records", n(outcome.records)),
+            (":bytes", n(outcome.bytes)),
+            (":files", AttributeValue::L(keys)),
+            (":now", time(now)),
+        ];
+        if let Some(manifest) = &outcome.manifest_key {
+            set.push_str(", manifest_key = :manifest");
+            values.push((":manifest", s(manifest.clone())));
+        }
+        set.push_str(" REMOVE latest_error");
+        self.transition(run, &set, &[RunStatus::Running], values).await
+    }
+
+    /// `Starting`/`Running` → a terminal failure status, with the error text.
+    pub async fn fail(&self, run: &RunRef, to: RunStatus, error: &str, now: DateTime<Utc>) -> Result<Run> {
+        self.transition(
+            run,
+            "SET #status = :failed, latest_error = :error, finished_at = :now, updated_at = :now",
+            &[RunStatus::Starting, RunStatus::Running],
+            [(":failed", status(to)), (":error", s(error)), (":now", time(now))],
+        )
+        .await
+    }
+
+    /// An update allowed only for this attempt and in one of the `from` statuses.
+    async fn transition(
+        &self,
+        run: &RunRef,
+        expression: &str,
+        from: &[RunStatus],
+        values: impl IntoIterator<Item = (&'static str, AttributeValue)>,
+    ) -> Result<Run> {
+        let mut values: HashMap<String, AttributeValue> = values.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        values.insert(":attempt".into(), n(run.attempt));
+        let mut allowed = Vec::new();
+        for (i, from) in from.iter().enumerate() {
+            values.insert(format!(":from{i}"), status(*from));
+            allowed.push(format!(":from{i}"));
+        }
+        let update = Update {
+            expression: expression.to_string(),
+            condition: format!("attempt = :attempt AND #status IN ({})", allowed.join(", ")),
+            values,
+        };
+        match self.update(&run.export_id, run.interval.end, update).await {
+            Ok(run) => Ok(run),
+            Err(UpdateError::ConditionFailed) => {
+                let current = self.get(&run.export_id, run.interval.end).await?;
+                Err(ExportError::Superseded {
+                    run_id: run.run_id.clone(),
+                    message: match current {
+                        Some(c) => format!(
+                            "attempt {} cannot move the run from {} (attempt {} holds it)",
+                            run.attempt,
+                            c.status.as_str(),
+                            c.attempt
+                        ),
+                        None => "the run record does not exist".into(),
+                    },
+                })
+            }
+            Err(UpdateError::Other(e)) => Err(e),
+        }
+    }
+
+    async fn update(&self, export_id: &str, interval_end: DateTime<Utc>, update: Update) -> Result<Run, UpdateError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(export_id, interval_end)))
+            .update_expression(update.expression)
+            .condition_expression(format!("attribute_exists(export_id) AND {}", update.condition))
+            .expression_attribute_names("#status", "status")
+            .set_expression_attribute_values(Some(update.values))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let item = out.attributes.unwrap_or_default();
+                serde_dynamo::from_item(item).map_err(|e| UpdateError::Other(item_error(&self.table, e)))
+            }
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Err(UpdateError::ConditionFailed)
+            }
+            Err(e) => Err(UpdateError::Other(classify_sdk_error(e, "UpdateItem", &self.table, None))),
+        }
+    }
+}
+
+enum UpdateError {
+    ConditionFailed,
+    Other(ExportError),
+}
