@@ -2,7 +2,7 @@
 //! exported files (decoded with the compression crates, serde_json and the Parquet reader directly, not with the
 //! engine's own code), so the tests compare what a user downloads with the source rows.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -11,6 +11,9 @@ use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::Array;
 use aws_config::{BehaviorVersion, SdkConfig};
 use batch_exports::config::{Compression, FileFormat};
+use batch_exports::lake::writer::{lake_object_key, ndjson_bytes, parquet_bytes, put_object};
+use batch_exports::{Interval, LakeStore, S3DestinationConfig};
+use chrono::{DateTime, Utc};
 use batch_exports::model::EventRow;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
@@ -164,4 +167,84 @@ pub fn read_exported(bytes: Vec<u8>, format: FileFormat, compression: Option<Com
             rows
         }
     }
+}
+
+/// A lake being written: objects are uploaded as added, and the rows are remembered in key order.
+pub struct Lake {
+    pub client: aws_sdk_s3::Client,
+    pub bucket: String,
+    pub objects: Vec<(String, Vec<EventRow>)>,
+}
+
+impl Lake {
+    /// A lake in `bucket` (which exists).
+    pub fn new(client: &aws_sdk_s3::Client, bucket: &str) -> Lake {
+        Lake { client: client.clone(), bucket: bucket.to_string(), objects: Vec::new() }
+    }
+
+    pub async fn add(&mut self, team: i64, hour: DateTime<Utc>, name: &str, rows: Vec<EventRow>) {
+        let key = lake_object_key("", team, hour, name);
+        let body = if name.ends_with(".parquet") {
+            parquet_bytes(&rows).unwrap()
+        } else if name.ends_with(".jsonl.zst") {
+            ndjson_bytes(&rows, Some(Compression::Zstd)).unwrap()
+        } else if name.ends_with(".jsonl.gz") {
+            ndjson_bytes(&rows, Some(Compression::Gzip)).unwrap()
+        } else {
+            ndjson_bytes(&rows, None).unwrap()
+        };
+        put_object(&self.client, &self.bucket, &key, body).await.unwrap();
+        self.objects.push((key, rows));
+    }
+
+    pub async fn add_raw(&mut self, team: i64, hour: DateTime<Utc>, name: &str, body: Vec<u8>) -> String {
+        let key = lake_object_key("", team, hour, name);
+        put_object(&self.client, &self.bucket, &key, body).await.unwrap();
+        key
+    }
+
+    pub fn store(&self) -> LakeStore {
+        LakeStore::S3 { client: self.client.clone(), bucket: self.bucket.clone(), prefix: String::new() }
+    }
+
+    /// What a run of `interval` must export, computed independently: the team's rows landed in the interval,
+    /// passing the event filter, first occurrence of each uuid in key and row order.
+    pub fn expected(&self, team: i64, interval: &Interval, keep_event: impl Fn(&str) -> bool) -> Vec<ExportedRow> {
+        let mut objects: Vec<_> = self.objects.iter().collect();
+        objects.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut seen = HashSet::new();
+        objects
+            .into_iter()
+            .flat_map(|(_, rows)| rows.iter())
+            .filter(|r| r.team_id == team && interval.contains_micros(r.inserted_at) && keep_event(&r.event))
+            .filter(|r| seen.insert(r.uuid.clone()))
+            .map(ExportedRow::from)
+            .collect()
+    }
+}
+
+/// Reads the files at `keys` as a user would and checks them against the expected rows: same uuids, none
+/// missing, none twice, every field equal. Returns the row count of each file.
+pub async fn assert_files_hold(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    keys: &[&str],
+    config: &S3DestinationConfig,
+    expected: &[ExportedRow],
+) -> Vec<usize> {
+    let mut got = Vec::new();
+    let mut counts = Vec::new();
+    for key in keys {
+        let rows = read_exported(get_bytes(client, bucket, key).await, config.file_format, config.compression);
+        counts.push(rows.len());
+        got.extend(rows);
+    }
+    assert_eq!(got.len(), expected.len(), "row count for {:?}/{:?}", config.file_format, config.compression);
+    let by_uuid: HashMap<&str, &ExportedRow> = got.iter().map(|r| (r.uuid.as_str(), r)).collect();
+    assert_eq!(by_uuid.len(), got.len(), "a uuid was exported twice");
+    for want in expected {
+        let have = by_uuid.get(want.uuid.as_str()).unwrap_or_else(|| panic!("uuid {} is missing", want.uuid));
+        assert_eq!(*have, want);
+    }
+    counts
 }

@@ -100,7 +100,10 @@ try {
   const output = await execution.result;
   result = { status: 'SUCCEEDED', output };
 } catch (e) {
-  result = { status: 'FAILED', error: e.name, cause: e.cause ?? e.message };
+  // The interpreter wraps the execution's error in an ExecutionError whose `cause` is the error itself.
+  const error = e.name === 'ExecutionError' && e.cause instanceof Error ? e.cause : e;
+  const cause = typeof error.cause === 'string' ? error.cause : error.message;
+  result = { status: 'FAILED', error: error.name, cause };
 }
 await logs.catch(() => {});
 result.retries = retries;

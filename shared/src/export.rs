@@ -120,7 +120,7 @@ pub struct WrittenFile {
 }
 
 /// What a run exported.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportOutcome {
     pub records: u64,
     /// Bytes of the data files (the manifest not included).

@@ -1,4 +1,6 @@
-//! Integration tests against the local stack (moto server on 127.0.0.1, started by scripts/test.sh).
+//! Integration tests against the local stack (moto server, the functions and the state machine interpreter on
+//! 127.0.0.1, started by scripts/test.sh).
 //! One test binary keeps link time low; each module covers one part of the system.
 
 mod s3_export;
+mod state_machine;

@@ -1,18 +1,17 @@
 //! The export engine end to end: lake objects in a moto S3 bucket, exported to another bucket, read back with
 //! an independent reader and compared row for row with the source.
 
-use std::collections::{HashMap, HashSet};
 
 use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
 use batch_exports::config::{Compression, Encryption, FORMAT_COMPRESSIONS};
-use batch_exports::lake::writer::{lake_object_key, ndjson_bytes, parquet_bytes, put_object};
+use batch_exports::lake::writer::{ndjson_bytes, parquet_bytes};
 use batch_exports::s3::{destination_client, destination_client_config, S3Target};
 use batch_exports::synthetic::SyntheticEvents;
-use batch_exports::{export_events, EngineSettings, EventRow, ExportError, ExportOutcome, FileSink, Interval, LakeStore, S3DestinationConfig};
+use batch_exports::{export_events, EngineSettings, EventRow, ExportError, ExportOutcome, FileSink, Interval, S3DestinationConfig};
 use chrono::{DateTime, Duration, Utc};
-use integration_tests::{get_bytes, list_keys, local_stack, new_bucket, read_exported, s3, ExportedRow};
+use integration_tests::{assert_files_hold, get_bytes, list_keys, local_stack, new_bucket, s3, ExportedRow, Lake};
 
 const TEAM: i64 = 1;
 
@@ -28,61 +27,8 @@ fn settings() -> EngineSettings {
     s
 }
 
-/// A lake being written: objects are uploaded as added, and the rows are remembered in key order.
-struct Lake {
-    client: aws_sdk_s3::Client,
-    bucket: String,
-    objects: Vec<(String, Vec<EventRow>)>,
-}
-
-impl Lake {
-    async fn new(client: &aws_sdk_s3::Client) -> Lake {
-        Lake { client: client.clone(), bucket: new_bucket(client, "lake").await, objects: Vec::new() }
-    }
-
-    async fn add(&mut self, team: i64, hour: DateTime<Utc>, name: &str, rows: Vec<EventRow>) {
-        let key = lake_object_key("", team, hour, name);
-        let body = if name.ends_with(".parquet") {
-            parquet_bytes(&rows).unwrap()
-        } else if name.ends_with(".jsonl.zst") {
-            ndjson_bytes(&rows, Some(Compression::Zstd)).unwrap()
-        } else if name.ends_with(".jsonl.gz") {
-            ndjson_bytes(&rows, Some(Compression::Gzip)).unwrap()
-        } else {
-            ndjson_bytes(&rows, None).unwrap()
-        };
-        put_object(&self.client, &self.bucket, &key, body).await.unwrap();
-        self.objects.push((key, rows));
-    }
-
-    async fn add_raw(&mut self, team: i64, hour: DateTime<Utc>, name: &str, body: Vec<u8>) -> String {
-        let key = lake_object_key("", team, hour, name);
-        put_object(&self.client, &self.bucket, &key, body).await.unwrap();
-        key
-    }
-
-    fn store(&self) -> LakeStore {
-        LakeStore::S3 { client: self.client.clone(), bucket: self.bucket.clone(), prefix: String::new() }
-    }
-
-    /// What a run of `interval` must export, computed independently: the team's rows landed in the interval,
-    /// passing the event filter, first occurrence of each uuid in key and row order.
-    fn expected(&self, team: i64, interval: &Interval, keep_event: impl Fn(&str) -> bool) -> Vec<ExportedRow> {
-        let mut objects: Vec<_> = self.objects.iter().collect();
-        objects.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut seen = HashSet::new();
-        objects
-            .into_iter()
-            .flat_map(|(_, rows)| rows.iter())
-            .filter(|r| r.team_id == team && interval.contains_micros(r.inserted_at) && keep_event(&r.event))
-            .filter(|r| seen.insert(r.uuid.clone()))
-            .map(ExportedRow::from)
-            .collect()
-    }
-}
-
-/// Reads every file a run wrote and checks it against the expected rows: same uuids, none missing, none twice,
-/// every field equal.
+/// Reads every file a run wrote and checks it against the expected rows (see [`assert_files_hold`]), and each
+/// file's record count.
 async fn assert_exported(
     client: &aws_sdk_s3::Client,
     bucket: &str,
@@ -90,18 +36,9 @@ async fn assert_exported(
     config: &S3DestinationConfig,
     expected: &[ExportedRow],
 ) {
-    let mut got = Vec::new();
-    for file in &outcome.files {
-        let rows = read_exported(get_bytes(client, bucket, &file.key).await, config.file_format, config.compression);
-        assert_eq!(rows.len() as u64, file.records, "{}", file.key);
-        got.extend(rows);
-    }
-    assert_eq!(got.len(), expected.len(), "row count for {:?}/{:?}", config.file_format, config.compression);
-    let by_uuid: HashMap<&str, &ExportedRow> = got.iter().map(|r| (r.uuid.as_str(), r)).collect();
-    assert_eq!(by_uuid.len(), got.len(), "a uuid was exported twice");
-    for want in expected {
-        let have = by_uuid.get(want.uuid.as_str()).unwrap_or_else(|| panic!("uuid {} is missing", want.uuid));
-        assert_eq!(*have, want);
+    let counts = assert_files_hold(client, bucket, &outcome.keys(), config, expected).await;
+    for (file, count) in outcome.files.iter().zip(counts) {
+        assert_eq!(count as u64, file.records, "{}", file.key);
     }
     assert_eq!(outcome.records, expected.len() as u64);
 }
@@ -110,7 +47,7 @@ async fn assert_exported(
 async fn every_format_and_compression_round_trips_100k_events() {
     let base = local_stack().await;
     let client = s3(&base);
-    let mut lake = Lake::new(&client).await;
+    let mut lake = Lake::new(&client, &new_bucket(&client, "lake").await);
     let mut gen = SyntheticEvents::new(11, TEAM);
     let first = gen.events_between(hour(10), Duration::hours(1), 100_000);
     let mut second = gen.events_between(hour(11), Duration::hours(1), 100_000);
@@ -193,7 +130,7 @@ async fn open_uploads(client: &aws_sdk_s3::Client, bucket: &str) -> usize {
 async fn a_failed_part_aborts_the_upload() {
     let base = local_stack().await;
     let client = s3(&base);
-    let mut lake = Lake::new(&client).await;
+    let mut lake = Lake::new(&client, &new_bucket(&client, "lake").await);
     lake.add(TEAM, hour(10), "a.jsonl.zst", SyntheticEvents::new(3, TEAM).events_between(hour(10), Duration::hours(1), 30_000)).await;
     let destination = new_bucket(&client, "exports").await;
     let config = S3DestinationConfig::new(&destination);
@@ -210,7 +147,7 @@ async fn a_failed_part_aborts_the_upload() {
 async fn a_malformed_row_after_uploaded_parts_fails_the_run_and_aborts_the_upload() {
     let base = local_stack().await;
     let client = s3(&base);
-    let mut lake = Lake::new(&client).await;
+    let mut lake = Lake::new(&client, &new_bucket(&client, "lake").await);
     let mut gen = SyntheticEvents::new(4, TEAM);
     lake.add(TEAM, hour(10), "a.jsonl", gen.events_between(hour(10), Duration::minutes(30), 20_000)).await;
     // Line 11 of the second object has an array for properties: valid JSON, so only the full read finds it,
@@ -282,7 +219,7 @@ async fn malformed_lake_rows_are_named_by_key_and_line_or_row() {
         }), "row 3", "not a UUID"),
     ];
     for (name, body, location, reason) in cases {
-        let mut lake = Lake::new(&client).await;
+        let mut lake = Lake::new(&client, &new_bucket(&client, "lake").await);
         let key = lake.add_raw(TEAM, hour(10), name, body(&mut gen)).await;
         let error = export_events(&lake.store(), &sink, TEAM, interval, &config, &settings()).await.unwrap_err();
         let text = error.to_string();
@@ -296,7 +233,7 @@ async fn malformed_lake_rows_are_named_by_key_and_line_or_row() {
 async fn a_missing_bucket_is_not_retryable() {
     let base = local_stack().await;
     let client = s3(&base);
-    let mut lake = Lake::new(&client).await;
+    let mut lake = Lake::new(&client, &new_bucket(&client, "lake").await);
     lake.add(TEAM, hour(10), "a.jsonl", SyntheticEvents::new(6, TEAM).events_between(hour(10), Duration::hours(1), 100)).await;
     let config = S3DestinationConfig::new("no-such-bucket-anywhere");
     let sink = FileSink::S3(S3Target::new(destination_client(&base, &config), &config));
@@ -311,7 +248,7 @@ async fn a_missing_bucket_is_not_retryable() {
 async fn an_unreachable_custom_endpoint_is_not_retryable() {
     let base = local_stack().await;
     let client = s3(&base);
-    let mut lake = Lake::new(&client).await;
+    let mut lake = Lake::new(&client, &new_bucket(&client, "lake").await);
     lake.add(TEAM, hour(10), "a.jsonl", SyntheticEvents::new(6, TEAM).events_between(hour(10), Duration::hours(1), 100)).await;
     let mut config = S3DestinationConfig::new("bucket");
     config.endpoint_url = Some("http://127.0.0.1:9".into());
@@ -326,7 +263,7 @@ async fn an_unreachable_custom_endpoint_is_not_retryable() {
 async fn re_running_an_interval_writes_the_same_keys_and_content() {
     let base = local_stack().await;
     let client = s3(&base);
-    let mut lake = Lake::new(&client).await;
+    let mut lake = Lake::new(&client, &new_bucket(&client, "lake").await);
     lake.add(TEAM, hour(10), "a.jsonl.zst", SyntheticEvents::new(7, TEAM).events_between(hour(10), Duration::hours(1), 20_000)).await;
     let destination = new_bucket(&client, "exports").await;
     let mut config = S3DestinationConfig::new(&destination);
@@ -353,7 +290,7 @@ async fn re_running_an_interval_writes_the_same_keys_and_content() {
 async fn event_filters_and_encryption() {
     let base = local_stack().await;
     let client = s3(&base);
-    let mut lake = Lake::new(&client).await;
+    let mut lake = Lake::new(&client, &new_bucket(&client, "lake").await);
     lake.add(TEAM, hour(10), "a.jsonl", SyntheticEvents::new(8, TEAM).events_between(hour(10), Duration::hours(1), 5_000)).await;
     let destination = new_bucket(&client, "exports").await;
     let interval = Interval::new(hour(10), hour(11)).unwrap();

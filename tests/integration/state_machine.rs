@@ -1,0 +1,426 @@
+//! Export runs on the local stack, as the design runs them: the real `statemachines/export.asl.json` executed
+//! by aws-local-stepfunctions, invoking the real function binaries (served by cargo lambda), with moto server
+//! for S3 and DynamoDB. The test command (scripts/test.sh) starts all of it; each test uses its own team,
+//! export and destination bucket.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use batch_exports::config::{Compression, FileFormat};
+use batch_exports::exports::{BatchExport, Destination, ExportInterval};
+use batch_exports::model::Model;
+use batch_exports::runs::{Run, RunStatus};
+use batch_exports::store::{Begin, ExportStore, RunStore, Tables};
+use batch_exports::synthetic::SyntheticEvents;
+use batch_exports::{Interval, S3DestinationConfig};
+use chrono::{DateTime, Duration, Utc};
+use integration_tests::{assert_files_hold, get_bytes, list_keys, local_stack, new_bucket, s3, ExportedRow, Lake};
+use serde_json::{json, Value};
+
+/// The interval every test exports: one hour, a day ago (interval ends in the future are refused).
+fn hour() -> DateTime<Utc> {
+    let day_ago = Utc::now() - Duration::days(1);
+    day_ago.date_naive().and_hms_opt(10, 0, 0).unwrap().and_utc()
+}
+
+static NEXT: AtomicI64 = AtomicI64::new(0);
+
+/// A team id and an export id no other test (or earlier run against the same stack) uses.
+fn unique_ids() -> (i64, String) {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let stamp = Utc::now().timestamp_millis() % 1_000_000_000;
+    (stamp * 100 + n, format!("export-{stamp}-{n}"))
+}
+
+struct Stack {
+    s3: aws_sdk_s3::Client,
+    exports: ExportStore,
+    runs: RunStore,
+}
+
+async fn stack() -> Stack {
+    let base = local_stack().await;
+    assert!(
+        std::env::var_os("AWS_ENDPOINT_URL_LAMBDA").is_some(),
+        "AWS_ENDPOINT_URL_LAMBDA is not set: run the tests with scripts/test.sh, which serves the functions"
+    );
+    let dynamodb = aws_sdk_dynamodb::Client::new(&base);
+    let tables = Tables::from_env();
+    Stack {
+        s3: s3(&base),
+        exports: ExportStore::new(dynamodb.clone(), tables.exports),
+        runs: RunStore::new(dynamodb, tables.runs),
+    }
+}
+
+impl Stack {
+    /// Seeds `objects` lake objects of `per_object` events each (plus 1% repeats) in the hour's partition.
+    async fn seed(&self, team: i64, objects: usize, per_object: usize) -> Lake {
+        let bucket = std::env::var("BATCH_EXPORT_LAKE_BUCKET").expect("the local stack sets BATCH_EXPORT_LAKE_BUCKET");
+        let mut lake = Lake::new(&self.s3, &bucket);
+        let mut events = SyntheticEvents::new(team as u64, team);
+        for i in 0..objects {
+            let mut rows = events.events_between(hour(), Duration::hours(1), per_object);
+            let repeats: Vec<_> = rows.iter().step_by(100).cloned().collect();
+            rows.extend(repeats);
+            lake.add(team, hour(), &format!("batch-{i:03}.jsonl.zst"), rows).await;
+        }
+        lake
+    }
+
+    async fn create_export(&self, team: i64, id: &str, config: S3DestinationConfig) {
+        let export = BatchExport {
+            id: id.to_string(),
+            team_id: team,
+            name: format!("test export {id}"),
+            model: Model::Events,
+            destination: Destination::S3(config),
+            interval: ExportInterval::Hour,
+            paused: false,
+            start_at: None,
+            end_at: None,
+            created_at: Utc::now(),
+            last_paused_at: None,
+        };
+        self.exports.put(&export).await.unwrap();
+    }
+
+    async fn run(&self, export_id: &str) -> Run {
+        self.runs.get(export_id, hour() + Duration::hours(1)).await.unwrap().expect("a run record")
+    }
+}
+
+/// What the local interpreter printed for one execution.
+#[derive(Debug)]
+struct Execution {
+    status: String,
+    output: Value,
+    error: Option<String>,
+    /// States retried, with their Map index.
+    retries: Vec<Value>,
+}
+
+/// Executes the export state machine on the local stack for one scheduled hour.
+async fn execute(name: &str, team: i64, export_id: &str) -> Execution {
+    let scheduled = hour() + Duration::hours(1) + Duration::minutes(1);
+    let input = json!({"team_id": team, "export_id": export_id, "scheduled_time": scheduled});
+    execute_input(name, input).await
+}
+
+async fn execute_input(name: &str, input: Value) -> Execution {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let name = name.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(format!("{root}/localstack/run-execution.sh"))
+            .args(["--definition", &format!("{root}/statemachines/export.asl.json"), "--name", &name])
+            .args(["--input", &input.to_string()])
+            .output()
+            .expect("run localstack/run-execution.sh")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_else(|| {
+        panic!("no result from the interpreter; stderr: {}", String::from_utf8_lossy(&out.stderr))
+    });
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    Execution {
+        status: v["status"].as_str().unwrap_or_default().to_string(),
+        output: v["output"].clone(),
+        error: v["error"].as_str().map(str::to_string),
+        retries: v["retries"].as_array().cloned().unwrap_or_default(),
+    }
+}
+
+fn interval() -> Interval {
+    Interval::new(hour(), hour() + Duration::hours(1)).unwrap()
+}
+
+fn expected(lake: &Lake, team: i64) -> Vec<ExportedRow> {
+    lake.expected(team, &interval(), |_| true)
+}
+
+async fn data_keys(client: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
+    let mut keys: Vec<String> = list_keys(client, bucket).await.into_iter().filter(|k| !k.ends_with("_manifest.json")).collect();
+    keys.sort();
+    keys
+}
+
+async fn stored_bytes(client: &aws_sdk_s3::Client, bucket: &str, keys: &[String]) -> u64 {
+    let mut total = 0;
+    for key in keys {
+        total += client.head_object().bucket(bucket).key(key).send().await.unwrap().content_length().unwrap() as u64;
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_exports_200k_events_of_one_hour() {
+    let stack = stack().await;
+    let (team, export_id) = unique_ids();
+    let lake = stack.seed(team, 8, 25_000).await;
+    let destination = new_bucket(&stack.s3, "run-200k").await;
+    let mut config = S3DestinationConfig::new(&destination);
+    config.compression = Some(Compression::Gzip);
+    config.prefix = "{year}-{month}-{day}_{table}/".into();
+    stack.create_export(team, &export_id, config.clone()).await;
+
+    let execution = execute(&format!("{export_id}-1"), team, &export_id).await;
+    assert_eq!(execution.status, "SUCCEEDED", "{execution:?}");
+    assert_eq!(execution.output["status"], "Completed");
+
+    let want = expected(&lake, team);
+    assert_eq!(want.len(), 200_000);
+    let keys = data_keys(&stack.s3, &destination).await;
+    assert_eq!(keys.len(), 1, "without max_file_size_mb a run writes one file: {keys:?}");
+    assert!(keys[0].starts_with(&hour().format("%Y-%m-%d_events/").to_string()), "{}", keys[0]);
+    assert!(keys[0].ends_with(".jsonl.gz"), "{}", keys[0]);
+    assert_files_hold(&stack.s3, &destination, &[keys[0].as_str()], &config, &want).await;
+
+    let run = stack.run(&export_id).await;
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.records_completed, Some(200_000));
+    assert_eq!(run.records_total_count, Some(200_000));
+    assert_eq!(run.bytes_exported, Some(stored_bytes(&stack.s3, &destination, &keys).await));
+    assert_eq!(run.files, keys);
+    assert_eq!(run.manifest_key, None);
+    assert_eq!((run.attempt, run.retries, run.latest_error.as_deref()), (1, 0, None));
+    assert!(run.finished_at.is_some());
+    assert_eq!(run.execution.as_deref(), Some(format!("{export_id}-1").as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_interval_runs_in_chunks_through_the_map_state() {
+    let stack = stack().await;
+    let (team, export_id) = unique_ids();
+    // The local stack closes chunks at 50,000 rows: 8 objects of 24,240 rows make 4 chunks.
+    let lake = stack.seed(team, 8, 24_000).await;
+    let destination = new_bucket(&stack.s3, "run-chunks").await;
+    let mut config = S3DestinationConfig::new(&destination);
+    config.file_format = FileFormat::Parquet;
+    config.compression = Some(Compression::Zstd);
+    config.max_file_size_mb = Some(2);
+    stack.create_export(team, &export_id, config.clone()).await;
+
+    let execution = execute(&format!("{export_id}-1"), team, &export_id).await;
+    assert_eq!(execution.status, "SUCCEEDED", "{execution:?}");
+
+    let keys = data_keys(&stack.s3, &destination).await;
+    let chunks: std::collections::BTreeSet<&str> =
+        keys.iter().map(|k| k.rsplitn(3, '-').nth(1).expect("a chunk label")).collect();
+    assert!(chunks.len() >= 3, "files of {} chunks: {keys:?}", chunks.len());
+    assert!(keys.len() > chunks.len(), "files split within chunks too: {keys:?}");
+
+    let run = stack.run(&export_id).await;
+    assert_eq!(run.status, RunStatus::Completed);
+    let manifest_key = run.manifest_key.clone().expect("a manifest");
+    let manifest: Value = serde_json::from_slice(&get_bytes(&stack.s3, &destination, &manifest_key).await).unwrap();
+    let mut listed: Vec<String> =
+        manifest["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();
+    listed.sort();
+    assert_eq!(listed, keys, "the manifest lists every file");
+    let mut recorded = run.files.clone();
+    recorded.sort();
+    assert_eq!(recorded, keys);
+
+    let want = expected(&lake, team);
+    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    assert_files_hold(&stack.s3, &destination, &key_refs, &config, &want).await;
+    assert_eq!(run.records_completed, Some(want.len() as u64));
+    assert_eq!(run.bytes_exported, Some(stored_bytes(&stack.s3, &destination, &keys).await));
+}
+
+/// A fault-injecting proxy in front of moto's S3 (tests/fault_proxy.py), stopped when dropped.
+struct FaultProxy {
+    child: Child,
+    url: String,
+}
+
+impl FaultProxy {
+    /// Answers the first `count` `method` requests whose path contains `path_part` with 503 SlowDown.
+    fn start(method: &str, path_part: &str, count: u32) -> FaultProxy {
+        let upstream = std::env::var("AWS_ENDPOINT_URL").unwrap();
+        let port = upstream.rsplit(':').next().unwrap().trim_end_matches('/').to_string();
+        let mut child = Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/fault_proxy.py"))
+            .args([&port, method, path_part, &count.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the fault proxy");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        FaultProxy { child, url: format!("http://127.0.0.1:{}", line.trim()) }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retryable_failure_of_one_chunk_is_retried_by_the_state_machine() {
+    let stack = stack().await;
+    let (team, export_id) = unique_ids();
+    let lake = stack.seed(team, 6, 24_000).await;
+    let destination = new_bucket(&stack.s3, "run-retry").await;
+    // The destination refuses chunk 1's first file for as long as the SDK's own retries (3 attempts) last, so
+    // the chunk's first invocation fails with a retryable error and the state machine's Retry runs it again.
+    let proxy = FaultProxy::start("PUT", "-1-0.parquet", 3);
+    let mut config = S3DestinationConfig::new(&destination);
+    config.file_format = FileFormat::Parquet;
+    config.max_file_size_mb = Some(50);
+    config.endpoint_url = Some(proxy.url.clone());
+    stack.create_export(team, &export_id, config.clone()).await;
+
+    let execution = execute(&format!("{export_id}-1"), team, &export_id).await;
+    assert_eq!(execution.status, "SUCCEEDED", "{execution:?}");
+    let retried: Vec<&Value> = execution.retries.iter().filter(|r| r["state"] == "ExportChunk").collect();
+    assert_eq!(retried.len(), 1, "one retry of one chunk: {:?}", execution.retries);
+    assert_eq!(retried[0]["index"], 1);
+
+    let run = stack.run(&export_id).await;
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.retries, 1);
+    assert_eq!(run.latest_error, None, "a completed run carries no error");
+    let keys = data_keys(&stack.s3, &destination).await;
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    assert_files_hold(&stack.s3, &destination, &key_refs, &config, &expected(&lake, team)).await;
+    let uploads = stack.s3.list_multipart_uploads().bucket(&destination).send().await.unwrap();
+    assert!(uploads.uploads().is_empty(), "no incomplete upload is left");
+    drop(proxy);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_destination_bucket_fails_the_run_without_a_manifest() {
+    let stack = stack().await;
+    let (team, export_id) = unique_ids();
+    stack.seed(team, 2, 1000).await;
+    let missing = format!("no-such-bucket-{}", team);
+    let mut config = S3DestinationConfig::new(&missing);
+    config.max_file_size_mb = Some(10);
+    stack.create_export(team, &export_id, config).await;
+
+    let execution = execute(&format!("{export_id}-1"), team, &export_id).await;
+    assert_eq!(execution.status, "FAILED", "{execution:?}");
+    assert_eq!(execution.error.as_deref(), Some("RunFailed"));
+    assert!(
+        execution.retries.iter().all(|r| r["state"] != "ExportChunk"),
+        "a non-retryable error is not retried: {:?}",
+        execution.retries
+    );
+    let run = stack.run(&export_id).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    let error = run.latest_error.clone().unwrap();
+    assert!(error.contains(&missing) && error.contains("does not exist"), "{error}");
+    assert_eq!(run.manifest_key, None);
+    assert!(run.files.is_empty());
+    assert!(run.finished_at.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interval_in_the_future_or_an_unknown_export_starts_no_run() {
+    let stack = stack().await;
+    let (team, export_id) = unique_ids();
+    stack.create_export(team, &export_id, S3DestinationConfig::new("anything")).await;
+    let future = Utc::now() + Duration::hours(2);
+    let execution = execute_input(
+        &format!("{export_id}-future"),
+        json!({"team_id": team, "export_id": export_id, "scheduled_time": future}),
+    )
+    .await;
+    assert_eq!(execution.status, "FAILED");
+    assert_eq!(execution.error.as_deref(), Some("NonRetryableError"));
+    let end = ExportInterval::Hour.interval_ending_at_or_before(future).unwrap().end;
+    assert!(stack.runs.get(&export_id, end).await.unwrap().is_none(), "no run record for a refused interval");
+
+    let execution = execute_input(&format!("{export_id}-unknown"), json!({"team_id": team, "export_id": "nope", "scheduled_time": Utc::now()})).await;
+    assert_eq!(execution.status, "FAILED");
+    assert_eq!(execution.error.as_deref(), Some("NonRetryableError"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triggering_an_interval_twice_keeps_one_run_and_the_same_keys() {
+    let stack = stack().await;
+    let (team, export_id) = unique_ids();
+    stack.seed(team, 4, 20_000).await;
+    let destination = new_bucket(&stack.s3, "run-twice").await;
+    let mut config = S3DestinationConfig::new(&destination);
+    config.file_format = FileFormat::Parquet;
+    config.compression = Some(Compression::Snappy);
+    config.max_file_size_mb = Some(3);
+    stack.create_export(team, &export_id, config).await;
+
+    let mut contents = Vec::new();
+    for n in 1..=2 {
+        let execution = execute(&format!("{export_id}-{n}"), team, &export_id).await;
+        assert_eq!(execution.status, "SUCCEEDED", "{execution:?}");
+        let mut files = Vec::new();
+        for key in list_keys(&stack.s3, &destination).await {
+            files.push((key.clone(), get_bytes(&stack.s3, &destination, &key).await));
+        }
+        files.sort();
+        contents.push(files);
+    }
+    assert_eq!(contents[0].len(), contents[1].len());
+    assert!(contents[0] == contents[1], "the second run wrote the same keys with the same content");
+
+    let runs = stack.runs.list(&export_id, 10).await.unwrap();
+    assert_eq!(runs.len(), 1, "one run record");
+    assert_eq!((runs[0].status, runs[0].attempt), (RunStatus::Completed, 2));
+    assert_eq!(runs[0].execution.as_deref(), Some(format!("{export_id}-2").as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_records_change_only_by_conditional_transitions() {
+    let stack = stack().await;
+    let (team, export_id) = unique_ids();
+    let now = Utc::now();
+    let new = Run {
+        export_id: export_id.clone(),
+        data_interval_end: hour() + Duration::hours(1),
+        data_interval_start: hour(),
+        run_id: batch_exports::runs::run_id(&export_id, hour() + Duration::hours(1)),
+        team_id: team,
+        status: RunStatus::Starting,
+        attempt: 1,
+        retries: 0,
+        records_total_count: None,
+        records_completed: None,
+        bytes_exported: None,
+        files: vec![],
+        manifest_key: None,
+        latest_error: None,
+        execution: Some("first".into()),
+        backfill_id: None,
+        created_at: now,
+        started_at: now,
+        updated_at: now,
+        finished_at: None,
+    };
+    let lease = Duration::hours(3);
+    let Begin::Started(first) = stack.runs.begin(new.clone(), lease, now).await.unwrap() else { panic!("not started") };
+    // A second trigger while the first is in flight does nothing.
+    let second = stack.runs.begin(Run { execution: Some("second".into()), ..new.clone() }, lease, now).await.unwrap();
+    assert!(matches!(second, Begin::InProgress(ref r) if r.execution.as_deref() == Some("first")), "{second:?}");
+    let first = first.reference();
+    // Completing needs Running; failing with another attempt's number is refused.
+    assert!(stack.runs.complete(&first, &Default::default(), now).await.is_err());
+    stack.runs.mark_running(&first, now).await.unwrap();
+    let stale = batch_exports::runs::RunRef { attempt: 7, ..first.clone() };
+    let e = stack.runs.fail(&stale, RunStatus::Failed, "late", now).await.unwrap_err().to_string();
+    assert!(e.contains("attempt 7") && e.contains("attempt 1 holds it"), "{e}");
+    let ended = stack.runs.fail(&first, RunStatus::FailedRetryable, "503", now).await.unwrap();
+    assert_eq!((ended.status, ended.latest_error.as_deref()), (RunStatus::FailedRetryable, Some("503")));
+    // An ended run is taken over by the next trigger, as attempt 2.
+    let Begin::Started(again) = stack.runs.begin(new.clone(), lease, now).await.unwrap() else { panic!("not restarted") };
+    assert_eq!((again.attempt, again.status), (2, RunStatus::Starting));
+    // A run whose execution stopped writing longer ago than the lease is taken over too.
+    let later = now + Duration::hours(4);
+    let Begin::Started(third) = stack.runs.begin(new, lease, later).await.unwrap() else { panic!("not taken over") };
+    assert_eq!(third.attempt, 3);
+}
