@@ -44,6 +44,17 @@ stack_install() {
   fi
 }
 
+# The SAM CLI (for `sam validate --lint` in the tests, and `sam build`/`sam deploy`), in its own venv.
+SAM_VERSION=1.170.0
+sam_install() {
+  local venv="$STACK_STATE/sam-venv"
+  if ! "$venv/bin/sam" --version 2>/dev/null | grep -q "$SAM_VERSION"; then
+    echo "installing aws-sam-cli $SAM_VERSION into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "aws-sam-cli==$SAM_VERSION"
+  fi
+}
+
 stack_env() {
   export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
   export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$LAMBDA_PORT"

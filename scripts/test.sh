@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The whole test suite: installs and starts the local stack (moto server for S3 and DynamoDB, the function
-# binaries behind cargo lambda, aws-local-stepfunctions for the state machine), checks the SAM template, runs
+# The whole test suite: lints the SAM template, installs and starts the local stack (moto server for S3 and
+# DynamoDB, the function binaries behind cargo lambda, aws-local-stepfunctions for the state machine), runs
 # every unit and integration test, and stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source localstack/lib.sh
 trap stack_down EXIT
 stack_install
+sam_install
+echo "sam validate --lint template.yaml" >&2
+SAM_CLI_TELEMETRY=0 AWS_REGION=${AWS_REGION:-us-east-1} "$STACK_STATE/sam-venv/bin/sam" validate --lint --template template.yaml
 cargo build --locked --workspace --bins
 stack_up
 functions_up

@@ -1,6 +1,7 @@
 // Executes a state machine definition locally with aws-local-stepfunctions, as Step Functions would on AWS.
 //
 //   node run-execution.mjs --definition statemachines/export.asl.json --name NAME --input '{"team_id": 1, ...}'
+//                          [--history FILE]   (writes every event of the execution, as JSON, to FILE)
 //
 // `${XxxFunctionArn}` substitutions (template.yaml's DefinitionSubstitutions) become the function names the
 // local Lambda endpoint serves (`StartRun` -> `start-run`). Every Task invokes its function through the Lambda
@@ -10,7 +11,7 @@
 // see what they would see on AWS.
 //
 // Prints one JSON line: {"status": "SUCCEEDED" | "FAILED", "output", "error", "cause", "retries": [...]}.
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { StateMachine } from 'aws-local-stepfunctions';
 
@@ -19,6 +20,7 @@ const { values: args } = parseArgs({
     definition: { type: 'string' },
     name: { type: 'string' },
     input: { type: 'string', default: '{}' },
+    history: { type: 'string' },
   },
 });
 if (!args.definition || !args.name) {
@@ -86,8 +88,10 @@ const execution = machine.run(JSON.parse(args.input), {
 });
 
 const retries = [];
+const history = [];
 const logs = (async () => {
   for await (const event of execution.eventLogs) {
+    history.push(event);
     if (event.type === 'StateRetried') retries.push({ state: event.state?.name, index: event.index ?? null });
     if (event.type === 'MapIterationFailed' || event.type === 'StateFailed') {
       console.error(`[${args.name}] ${event.type} ${event.state?.name ?? ''}: ${event.Error ?? ''} ${event.Cause ?? ''}`);
@@ -107,4 +111,5 @@ try {
 }
 await logs.catch(() => {});
 result.retries = retries;
+if (args.history) writeFileSync(args.history, JSON.stringify(history, null, 1));
 console.log(JSON.stringify(result));

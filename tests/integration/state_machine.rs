@@ -99,6 +99,8 @@ struct Execution {
     error: Option<String>,
     /// States retried, with their Map index.
     retries: Vec<Value>,
+    /// Every event of the execution (each state's input and output), as JSON text.
+    history: String,
 }
 
 /// Executes the export state machine on the local stack for one scheduled hour.
@@ -111,10 +113,14 @@ async fn execute(name: &str, team: i64, export_id: &str) -> Execution {
 async fn execute_input(name: &str, input: Value) -> Execution {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let name = name.to_string();
+    let history = std::env::temp_dir().join(format!("{name}.history.json"));
+    let history_path = history.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(format!("{root}/localstack/run-execution.sh"))
             .args(["--definition", &format!("{root}/statemachines/export.asl.json"), "--name", &name])
             .args(["--input", &input.to_string()])
+            .arg("--history")
+            .arg(&history_path)
             .output()
             .expect("run localstack/run-execution.sh")
     })
@@ -125,12 +131,29 @@ async fn execute_input(name: &str, input: Value) -> Execution {
         panic!("no result from the interpreter; stderr: {}", String::from_utf8_lossy(&out.stderr))
     });
     let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let history_text = std::fs::read_to_string(&history).unwrap_or_default();
+    let _ = std::fs::remove_file(&history);
     Execution {
         status: v["status"].as_str().unwrap_or_default().to_string(),
         output: v["output"].clone(),
         error: v["error"].as_str().map(str::to_string),
         retries: v["retries"].as_array().cloned().unwrap_or_default(),
+        history: history_text,
     }
+}
+
+/// Everything the functions of the local stack logged so far (localstack/lib.sh writes .local/function-*.log).
+fn function_logs() -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../.local");
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).expect(".local exists") {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("function-") && name.ends_with(".log") {
+            text.push_str(&std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    text
 }
 
 fn interval() -> Interval {
@@ -164,11 +187,22 @@ async fn a_run_exports_200k_events_of_one_hour() {
     let mut config = S3DestinationConfig::new(&destination);
     config.compression = Some(Compression::Gzip);
     config.prefix = "{year}-{month}-{day}_{table}/".into();
+    // Static credentials (moto accepts any): they must not appear in any state's input or output.
+    let (key_id, secret) = (format!("AKIDSECRET{team}"), format!("secret-value-{team}"));
+    config.aws_access_key_id = Some(key_id.clone());
+    config.aws_secret_access_key = Some(secret.clone());
     stack.create_export(team, &export_id, config.clone()).await;
 
     let execution = execute(&format!("{export_id}-1"), team, &export_id).await;
     assert_eq!(execution.status, "SUCCEEDED", "{execution:?}");
     assert_eq!(execution.output["status"], "Completed");
+    assert!(execution.history.contains("StateExited") && execution.history.contains(&export_id));
+    let logs = function_logs();
+    assert!(logs.contains("run finished"), "the functions log to .local/function-*.log");
+    for s in [&key_id, &secret] {
+        assert!(!execution.history.contains(s.as_str()), "a credential is in the execution history");
+        assert!(!logs.contains(s.as_str()), "a credential is in a function's log");
+    }
 
     let want = expected(&lake, team);
     assert_eq!(want.len(), 200_000);
