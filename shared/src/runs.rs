@@ -85,6 +85,39 @@ pub struct Run {
 }
 
 impl Run {
+    /// A new run of an export's interval: attempt 1, `Starting`, nothing exported yet.
+    pub fn new(
+        export_id: &str,
+        team_id: i64,
+        interval: Interval,
+        execution: Option<String>,
+        backfill_id: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Run {
+            export_id: export_id.to_string(),
+            data_interval_end: interval.end,
+            data_interval_start: interval.start,
+            run_id: run_id(export_id, interval.end),
+            team_id,
+            status: RunStatus::Starting,
+            attempt: 1,
+            retries: 0,
+            records_total_count: None,
+            records_completed: None,
+            bytes_exported: None,
+            files: Vec::new(),
+            manifest_key: None,
+            latest_error: None,
+            execution,
+            backfill_id,
+            created_at: now,
+            started_at: now,
+            updated_at: now,
+            finished_at: None,
+        }
+    }
+
     pub fn interval(&self) -> Interval {
         Interval { start: self.data_interval_start, end: self.data_interval_end }
     }

@@ -414,28 +414,7 @@ async fn run_records_change_only_by_conditional_transitions() {
     let stack = stack().await;
     let (team, export_id) = unique_ids();
     let now = Utc::now();
-    let new = Run {
-        export_id: export_id.clone(),
-        data_interval_end: hour() + Duration::hours(1),
-        data_interval_start: hour(),
-        run_id: batch_exports::runs::run_id(&export_id, hour() + Duration::hours(1)),
-        team_id: team,
-        status: RunStatus::Starting,
-        attempt: 1,
-        retries: 0,
-        records_total_count: None,
-        records_completed: None,
-        bytes_exported: None,
-        files: vec![],
-        manifest_key: None,
-        latest_error: None,
-        execution: Some("first".into()),
-        backfill_id: None,
-        created_at: now,
-        started_at: now,
-        updated_at: now,
-        finished_at: None,
-    };
+    let new = Run::new(&export_id, team, interval(), Some("first".into()), None, now);
     let lease = Duration::hours(3);
     let Begin::Started(first) = stack.runs.begin(new.clone(), lease, now).await.unwrap() else { panic!("not started") };
     // A second trigger while the first is in flight does nothing.

@@ -57,17 +57,21 @@ pub enum ServiceErrorClass {
     Rejected,
 }
 
-/// Classifies an S3 error response by HTTP status and error code.
+/// Classifies an AWS error response (S3 and DynamoDB, whose throttling and auth errors are HTTP 400s) by HTTP
+/// status and error code.
 pub fn classify_service_error(status: u16, code: Option<&str>) -> ServiceErrorClass {
     match code {
         Some("NoSuchBucket") => return ServiceErrorClass::BucketNotFound,
         Some(
             "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccountProblem" | "AllAccessDisabled"
-            | "InvalidToken" | "ExpiredToken" | "KMS.AccessDeniedException" | "KMS.DisabledException",
+            | "InvalidToken" | "ExpiredToken" | "KMS.AccessDeniedException" | "KMS.DisabledException"
+            | "AccessDeniedException" | "UnrecognizedClientException" | "ExpiredTokenException",
         ) => return ServiceErrorClass::AccessDenied,
         Some(
             "SlowDown" | "Throttling" | "ThrottlingException" | "RequestTimeout" | "RequestTimeTooSkewed"
-            | "InternalError" | "ServiceUnavailable" | "NoSuchUpload" | "OperationAborted",
+            | "InternalError" | "ServiceUnavailable" | "NoSuchUpload" | "OperationAborted"
+            | "ProvisionedThroughputExceededException" | "RequestLimitExceeded" | "InternalServerError"
+            | "TransactionInProgressException",
         ) => return ServiceErrorClass::Transient,
         _ => {}
     }
@@ -183,6 +187,13 @@ mod tests {
             (400, Some("EntityTooSmall"), Rejected),
             (412, Some("PreconditionFailed"), Rejected),
             (400, Some("KMS.AccessDeniedException"), AccessDenied),
+            (400, Some("ProvisionedThroughputExceededException"), Transient),
+            (400, Some("RequestLimitExceeded"), Transient),
+            (400, Some("ThrottlingException"), Transient),
+            (400, Some("AccessDeniedException"), AccessDenied),
+            (400, Some("UnrecognizedClientException"), AccessDenied),
+            (400, Some("ResourceNotFoundException"), Rejected),
+            (400, Some("ValidationException"), Rejected),
         ];
         for (status, code, class) in cases {
             assert_eq!(classify_service_error(status, code), class, "{status} {code:?}");

@@ -1,6 +1,6 @@
 //! Step 5: end the run. Without an error: `Completed` with records_completed, bytes_exported, the file keys and
-//! finished_at. With the error a `Catch` caught: `Failed` when it is not retryable, `FailedRetryable` when
-//! retries ran out on a retryable one, with the error text as latest_error.
+//! finished_at. With the error a `Catch` caught: `Failed` when it is not retryable, `TimedOut` when a step ran
+//! out of time, `FailedRetryable` when retries ran out on a retryable one, with the error text as latest_error.
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -20,12 +20,13 @@ pub struct StepFailure {
 }
 
 impl StepFailure {
-    /// The run status the failure leads to.
+    /// The run status the failure leads to: `Failed` for a non-retryable error, `TimedOut` for a step that
+    /// ran out of time, else `FailedRetryable` (retries ran out).
     pub fn status(&self) -> RunStatus {
-        if self.error == NON_RETRYABLE_ERROR_TYPE {
-            RunStatus::Failed
-        } else {
-            RunStatus::FailedRetryable
+        match self.error.as_str() {
+            NON_RETRYABLE_ERROR_TYPE => RunStatus::Failed,
+            "States.Timeout" => RunStatus::TimedOut,
+            _ => RunStatus::FailedRetryable,
         }
     }
 
@@ -95,7 +96,7 @@ mod tests {
         let exhausted = StepFailure { error: "RetryableError".into(), cause: Some("{\"errorMessage\":\"503\"}".into()) };
         assert_eq!(exhausted.status(), RunStatus::FailedRetryable);
         let timeout = StepFailure { error: "States.Timeout".into(), cause: None };
-        assert_eq!(timeout.status(), RunStatus::FailedRetryable);
+        assert_eq!(timeout.status(), RunStatus::TimedOut);
         assert_eq!(timeout.message(), "States.Timeout");
         let plain = StepFailure { error: "States.TaskFailed".into(), cause: Some("not json".into()) };
         assert_eq!(plain.message(), "not json");

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::Services;
 use crate::error::{ExportError, Result};
 use crate::model::Interval;
-use crate::runs::{run_id, Run, RunRef, RunStatus};
+use crate::runs::{Run, RunRef};
 use crate::store::Begin;
 
 /// The execution input: ids and times only.
@@ -68,28 +68,7 @@ pub async fn start_run(services: &Services, input: StartInput) -> Result<StartOu
     let interval = request.interval(&export)?;
     let now = Utc::now();
     export.check_run_interval(&interval, now)?;
-    let new = Run {
-        export_id: export.id.clone(),
-        data_interval_end: interval.end,
-        data_interval_start: interval.start,
-        run_id: run_id(&export.id, interval.end),
-        team_id: export.team_id,
-        status: RunStatus::Starting,
-        attempt: 1,
-        retries: 0,
-        records_total_count: None,
-        records_completed: None,
-        bytes_exported: None,
-        files: Vec::new(),
-        manifest_key: None,
-        latest_error: None,
-        execution: input.execution,
-        backfill_id: request.backfill_id,
-        created_at: now,
-        started_at: now,
-        updated_at: now,
-        finished_at: None,
-    };
+    let new = Run::new(&export.id, export.team_id, interval, input.execution, request.backfill_id, now);
     match services.runs.begin(new, services.run_lease, now).await? {
         Begin::Started(run) => {
             let run = services.runs.mark_running(&run.reference(), Utc::now()).await?;
