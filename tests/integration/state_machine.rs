@@ -437,3 +437,46 @@ async fn run_records_change_only_by_conditional_transitions() {
     let Begin::Started(third) = stack.runs.begin(new, lease, later).await.unwrap() else { panic!("not taken over") };
     assert_eq!(third.attempt, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_interval_completes_with_an_empty_manifest() {
+    let stack = stack().await;
+    let (team, export_id) = unique_ids();
+    let destination = new_bucket(&stack.s3, "run-empty").await;
+    let mut config = S3DestinationConfig::new(&destination);
+    config.max_file_size_mb = Some(10);
+    stack.create_export(team, &export_id, config).await;
+
+    let execution = execute(&format!("{export_id}-1"), team, &export_id).await;
+    assert_eq!(execution.status, "SUCCEEDED", "{execution:?}");
+    let run = stack.run(&export_id).await;
+    assert_eq!((run.status, run.records_completed, run.records_total_count), (RunStatus::Completed, Some(0), Some(0)));
+    assert!(run.files.is_empty());
+    let manifest = get_bytes(&stack.s3, &destination, run.manifest_key.as_deref().expect("a manifest")).await;
+    assert_eq!(serde_json::from_slice::<Value>(&manifest).unwrap(), json!({"files": []}));
+    assert_eq!(list_keys(&stack.s3, &destination).await.len(), 1, "only the manifest");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_lake_row_fails_the_run_naming_the_object_and_line() {
+    let stack = stack().await;
+    let (team, export_id) = unique_ids();
+    let mut lake = stack.seed(team, 1, 500).await;
+    let mut body = batch_exports::lake::writer::ndjson_bytes(
+        &SyntheticEvents::new(9, team).events_between(hour(), Duration::hours(1), 3),
+        None,
+    )
+    .unwrap();
+    body.extend_from_slice(b"{\"uuid\": \"not json\n");
+    let bad_key = lake.add_raw(team, hour(), "batch-999.jsonl", body).await;
+    let destination = new_bucket(&stack.s3, "run-malformed").await;
+    stack.create_export(team, &export_id, S3DestinationConfig::new(&destination)).await;
+
+    let execution = execute(&format!("{export_id}-1"), team, &export_id).await;
+    assert_eq!(execution.status, "FAILED", "{execution:?}");
+    let run = stack.run(&export_id).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    let error = run.latest_error.unwrap();
+    assert!(error.contains(&bad_key) && error.contains("line 4"), "{error}");
+    assert!(list_keys(&stack.s3, &destination).await.is_empty(), "nothing is written for a run that cannot be read");
+}
