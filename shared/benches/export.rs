@@ -101,7 +101,7 @@ fn config(format: FileFormat, compression: Option<Compression>) -> S3Destination
 }
 
 fn engine_encode(rt: &tokio::runtime::Runtime, rows: &'static [EventRow], format: FileFormat, compression: Option<Compression>) -> u64 {
-    let source = move |on_batch: &mut dyn FnMut(&[EventRow]) -> Result<()>| rows.chunks(BATCH).try_for_each(|b| on_batch(b));
+    let source = move |on_batch: &mut dyn FnMut(&[EventRow]) -> Result<()>| rows.chunks(BATCH).try_for_each(&mut *on_batch);
     let config = config(format, compression);
     let files = rt
         .block_on(write_files(source, &FileSink::Discard, interval(), &config, &EngineSettings::default(), None))

@@ -241,7 +241,7 @@ impl S3DestinationConfig {
         }
         if let Some(url) = &self.endpoint_url {
             let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
-            if rest.map_or(true, |host| host.is_empty() || host.starts_with('/')) {
+            if rest.is_none_or(|host| host.is_empty() || host.starts_with('/')) {
                 return Err(ExportError::config("endpoint_url", format!("`{url}` is not an http(s) URL with a host")));
             }
         }

@@ -424,7 +424,7 @@ mod tests {
     async fn run(config: &S3DestinationConfig, n: usize) -> ExportOutcome {
         let rows = SyntheticEvents::new(7, 1).events_between(interval().start, chrono::Duration::hours(1), n);
         let source = move |on_batch: &mut dyn FnMut(&[EventRow]) -> Result<()>| {
-            rows.chunks(3000).try_for_each(|b| on_batch(b))
+            rows.chunks(3000).try_for_each(&mut *on_batch)
         };
         let files =
             write_files(source, &FileSink::Discard, interval(), config, &EngineSettings::default(), None).await.unwrap();

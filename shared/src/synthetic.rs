@@ -64,12 +64,12 @@ impl SyntheticEvents {
             ms = (inserted / 1000) % 1000,
             sess = self.next_u64(),
             win = r >> 32,
-            plan = if r % 3 == 0 { "scale" } else { "free" },
+            plan = if r.is_multiple_of(3) { "scale" } else { "free" },
             items = (r >> 36) % 12,
         );
         let person_properties = format!(
             r#"{{"email":"user{user}@example.com","name":"User {user}","plan":"{}","$initial_browser":"{browser}","created_via":"signup"}}"#,
-            if user % 3 == 0 { "scale" } else { "free" },
+            if user.is_multiple_of(3) { "scale" } else { "free" },
         );
         EventRow {
             team_id: self.team_id,
