@@ -12,9 +12,9 @@ use arrow_array::Array;
 use aws_config::{BehaviorVersion, SdkConfig};
 use batch_exports::config::{Compression, FileFormat};
 use batch_exports::lake::writer::{lake_object_key, ndjson_bytes, parquet_bytes, put_object};
+use batch_exports::model::EventRow;
 use batch_exports::{Interval, LakeStore, S3DestinationConfig};
 use chrono::{DateTime, Utc};
-use batch_exports::model::EventRow;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
@@ -133,22 +133,27 @@ pub fn read_exported(bytes: Vec<u8>, format: FileFormat, compression: Option<Com
             })
             .collect(),
         FileFormat::Parquet => {
-            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).expect("parquet").build().expect("reader");
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+                .expect("parquet")
+                .build()
+                .expect("reader");
             let mut rows = Vec::new();
             for batch in reader {
                 let batch = batch.expect("batch");
                 let col = |name: &str| batch.column_by_name(name).unwrap_or_else(|| panic!("column {name}")).clone();
-                let strings: HashMap<&str, _> = ["uuid", "event", "distinct_id", "person_id", "properties", "person_properties", "elements_chain"]
-                    .into_iter()
-                    .map(|n| (n, col(n).as_string::<i32>().clone()))
-                    .collect();
+                let strings: HashMap<&str, _> =
+                    ["uuid", "event", "distinct_id", "person_id", "properties", "person_properties", "elements_chain"]
+                        .into_iter()
+                        .map(|n| (n, col(n).as_string::<i32>().clone()))
+                        .collect();
                 let times: HashMap<&str, _> = ["timestamp", "created_at", "_inserted_at"]
                     .into_iter()
                     .map(|n| (n, col(n).as_primitive::<TimestampMicrosecondType>().clone()))
                     .collect();
                 for i in 0..batch.num_rows() {
                     let text = |n: &str| (!strings[n].is_null(i)).then(|| strings[n].value(i).to_string());
-                    let json = |n: &str| text(n).map(|s| serde_json::from_str::<Value>(&s).expect("JSON-encoded string"));
+                    let json =
+                        |n: &str| text(n).map(|s| serde_json::from_str::<Value>(&s).expect("JSON-encoded string"));
                     let time = |n: &str| (!times[n].is_null(i)).then(|| times[n].value(i));
                     rows.push(ExportedRow {
                         uuid: text("uuid").expect("uuid"),

@@ -84,7 +84,8 @@ fn raw_encode(rows: &[EventRow], format: FileFormat, compression: Option<Compres
         FileFormat::Parquet => {
             let schema = events_schema();
             let props = writer_properties(compression, &ParquetSettings::default());
-            let mut writer = parquet::arrow::ArrowWriter::try_new(Counter::default(), schema.clone(), Some(props)).unwrap();
+            let mut writer =
+                parquet::arrow::ArrowWriter::try_new(Counter::default(), schema.clone(), Some(props)).unwrap();
             for batch in rows.chunks(BATCH) {
                 writer.write(&events_record_batch(&schema, batch).unwrap()).unwrap();
             }
@@ -100,8 +101,14 @@ fn config(format: FileFormat, compression: Option<Compression>) -> S3Destination
     c
 }
 
-fn engine_encode(rt: &tokio::runtime::Runtime, rows: &'static [EventRow], format: FileFormat, compression: Option<Compression>) -> u64 {
-    let source = move |on_batch: &mut dyn FnMut(&[EventRow]) -> Result<()>| rows.chunks(BATCH).try_for_each(&mut *on_batch);
+fn engine_encode(
+    rt: &tokio::runtime::Runtime,
+    rows: &'static [EventRow],
+    format: FileFormat,
+    compression: Option<Compression>,
+) -> u64 {
+    let source =
+        move |on_batch: &mut dyn FnMut(&[EventRow]) -> Result<()>| rows.chunks(BATCH).try_for_each(&mut *on_batch);
     let config = config(format, compression);
     let files = rt
         .block_on(write_files(source, &FileSink::Discard, interval(), &config, &EngineSettings::default(), None))

@@ -226,7 +226,11 @@ impl S3DestinationConfig {
             if !c.supported_by(self.file_format) {
                 return Err(ExportError::config(
                     "compression",
-                    format!("`{}` is not supported for {:?} (use one of gzip, brotli, zstd)", c.name(), self.file_format),
+                    format!(
+                        "`{}` is not supported for {:?} (use one of gzip, brotli, zstd)",
+                        c.name(),
+                        self.file_format
+                    ),
                 ));
             }
         }

@@ -98,10 +98,7 @@ impl ExportError {
 
     /// Whether trying the same run again may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            ExportError::Transient { .. } | ExportError::LakeObjectChanged { .. } | ExportError::LocalIo(_)
-        )
+        matches!(self, ExportError::Transient { .. } | ExportError::LakeObjectChanged { .. } | ExportError::LocalIo(_))
     }
 
     /// The error type a Lambda reports for this error.

@@ -19,8 +19,8 @@ use crate::error::{ExportError, Result};
 use crate::keys::{data_file_key, manifest_key, KeyTemplate};
 use crate::lake::dedupe::DedupeSettings;
 use crate::lake::{plan_rows, read_rows, LakeStore, RowFilter};
-use crate::plan::{split_into_chunks, ChunkLimits, ChunkPlan};
 use crate::model::{EventRow, Interval, Model};
+use crate::plan::{split_into_chunks, ChunkLimits, ChunkPlan};
 use crate::s3::{upload_file, FileMessage, PartBuffers, S3Target, UploadSettings, MIN_PART_SIZE_BYTES};
 
 /// Tuning of the engine, from the environment (see the README for the variables and defaults).
@@ -78,7 +78,10 @@ impl EngineSettings {
 
     pub fn validate(&self) -> Result<()> {
         if self.upload.part_size < MIN_PART_SIZE_BYTES {
-            return Err(ExportError::config("BATCH_EXPORT_PART_SIZE_MB", "must be at least 5 (S3's minimum part size)"));
+            return Err(ExportError::config(
+                "BATCH_EXPORT_PART_SIZE_MB",
+                "must be at least 5 (S3's minimum part size)",
+            ));
         }
         for (name, value) in [
             ("BATCH_EXPORT_BATCH_SIZE", self.batch_size),
@@ -423,11 +426,11 @@ mod tests {
 
     async fn run(config: &S3DestinationConfig, n: usize) -> ExportOutcome {
         let rows = SyntheticEvents::new(7, 1).events_between(interval().start, chrono::Duration::hours(1), n);
-        let source = move |on_batch: &mut dyn FnMut(&[EventRow]) -> Result<()>| {
-            rows.chunks(3000).try_for_each(&mut *on_batch)
-        };
-        let files =
-            write_files(source, &FileSink::Discard, interval(), config, &EngineSettings::default(), None).await.unwrap();
+        let source =
+            move |on_batch: &mut dyn FnMut(&[EventRow]) -> Result<()>| rows.chunks(3000).try_for_each(&mut *on_batch);
+        let files = write_files(source, &FileSink::Discard, interval(), config, &EngineSettings::default(), None)
+            .await
+            .unwrap();
         let manifest = write_manifest(&FileSink::Discard, interval(), config, &files).await.unwrap();
         ExportOutcome::new(files, manifest)
     }

@@ -47,7 +47,9 @@ impl ExportInterval {
                 let weeks = (scheduled - monday).num_seconds().div_euclid(step.num_seconds());
                 monday + Duration::seconds(weeks * step.num_seconds())
             }
-            _ => scheduled.duration_trunc(step).map_err(|e| ExportError::Internal(format!("interval rounding: {e}")))?,
+            _ => {
+                scheduled.duration_trunc(step).map_err(|e| ExportError::Internal(format!("interval rounding: {e}")))?
+            }
         };
         Interval::new(end - step, end)
     }
@@ -95,13 +97,21 @@ impl BatchExport {
         if let Some(start_at) = self.start_at.filter(|s| interval.start < *s) {
             return Err(ExportError::config(
                 "data_interval_start",
-                format!("{} is before the export's start_at {}", crate::model::iso(interval.start), crate::model::iso(start_at)),
+                format!(
+                    "{} is before the export's start_at {}",
+                    crate::model::iso(interval.start),
+                    crate::model::iso(start_at)
+                ),
             ));
         }
         if let Some(end_at) = self.end_at.filter(|e| interval.end > *e) {
             return Err(ExportError::config(
                 "data_interval_end",
-                format!("{} is after the export's end_at {}", crate::model::iso(interval.end), crate::model::iso(end_at)),
+                format!(
+                    "{} is after the export's end_at {}",
+                    crate::model::iso(interval.end),
+                    crate::model::iso(end_at)
+                ),
             ));
         }
         Ok(())

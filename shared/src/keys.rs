@@ -71,9 +71,7 @@ impl KeyTemplate {
                     }
                     pieces.push(Piece::Variable(var));
                 }
-                '}' => {
-                    return Err(ExportError::config("prefix", format!("unmatched `}}` in template `{template}`")))
-                }
+                '}' => return Err(ExportError::config("prefix", format!("unmatched `}}` in template `{template}`"))),
                 c => literal.push(c),
             }
         }
@@ -105,11 +103,8 @@ impl KeyTemplate {
 
 /// Joins a rendered prefix and a file name like a path, and drops a leading `/`.
 fn join(prefix: &str, name: &str) -> String {
-    let key = if prefix.is_empty() || prefix.ends_with('/') {
-        format!("{prefix}{name}")
-    } else {
-        format!("{prefix}/{name}")
-    };
+    let key =
+        if prefix.is_empty() || prefix.ends_with('/') { format!("{prefix}{name}") } else { format!("{prefix}/{name}") };
     key.trim_start_matches('/').to_string()
 }
 

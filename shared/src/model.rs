@@ -226,7 +226,13 @@ fn parse_utc_fast(b: &[u8]) -> Option<i64> {
     }
     let (year, month, day) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
     let (hour, minute, second) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 59 {
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
         return None;
     }
     let mut rest = &b[19..];
@@ -282,7 +288,13 @@ mod tests {
             let expected = DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros();
             assert_eq!(parse_utc_fast(s.as_bytes()), Some(expected), "{s}");
         }
-        for s in ["2023-02-29T00:00:00Z", "2023-07-28T12:34:56+02:00", "2023-07-28 12:34:56Z", "2023-13-01T00:00:00Z", "2023-07-28T12:34:56.Z"] {
+        for s in [
+            "2023-02-29T00:00:00Z",
+            "2023-07-28T12:34:56+02:00",
+            "2023-07-28 12:34:56Z",
+            "2023-13-01T00:00:00Z",
+            "2023-07-28T12:34:56.Z",
+        ] {
             assert_eq!(parse_utc_fast(s.as_bytes()), None, "{s}");
         }
         let mut t = -86_400_000_000i64 * 365 * 30;

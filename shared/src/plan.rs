@@ -73,7 +73,10 @@ pub fn split_into_chunks(objects: Vec<LakeObject>, plan: RowPlan, limits: Option
     let mut base = 0u64; // ordinal of the first kept row of the current chunk
     let (mut rows, mut bytes) = (0u64, 0u64);
     let mut current = ChunkPlan { index: 0, of_many: false, objects: Vec::new(), rows: RowPlan::default() };
-    let close = |current: &mut ChunkPlan, chunks: &mut Vec<ChunkPlan>, base: &mut u64, duplicates: &mut std::iter::Peekable<_>| {
+    let close = |current: &mut ChunkPlan,
+                 chunks: &mut Vec<ChunkPlan>,
+                 base: &mut u64,
+                 duplicates: &mut std::iter::Peekable<_>| {
         let kept: u64 = current.rows.kept_per_object.iter().sum();
         let end = *base + kept;
         let mut own = Vec::new();
@@ -159,7 +162,8 @@ impl WorkStore {
             resource: resource.clone(),
             message: e.to_string(),
         })?;
-        serde_json::from_slice(&body.into_bytes()).map_err(|e| ExportError::Internal(format!("decoding {resource}: {e}")))
+        serde_json::from_slice(&body.into_bytes())
+            .map_err(|e| ExportError::Internal(format!("decoding {resource}: {e}")))
     }
 
     pub async fn save_chunk_plan(&self, run: &RunRef, chunk: &ChunkPlan) -> Result<()> {
@@ -201,19 +205,14 @@ mod tests {
         let objects = (0..6).map(|i| object(i, 100)).collect();
         // Kept rows per object: 40, 0, 40, 40, 30, 10; repeats at ordinals 5 (object 0), 45 (object 2),
         // 85 and 119 (objects 3 and 4).
-        let plan = RowPlan { records: 156, kept_per_object: vec![40, 0, 40, 40, 30, 10], duplicates: vec![5, 45, 85, 119] };
+        let plan =
+            RowPlan { records: 156, kept_per_object: vec![40, 0, 40, 40, 30, 10], duplicates: vec![5, 45, 85, 119] };
         let chunks = split_into_chunks(objects, plan, Some(ChunkLimits { max_rows: 80, max_bytes: 10_000 }));
         let shape: Vec<(Vec<&str>, u64, Vec<u64>)> = chunks
             .iter()
             .map(|c| (c.objects.iter().map(|o| o.key.as_str()).collect(), c.rows.records, c.rows.duplicates.clone()))
             .collect();
-        assert_eq!(
-            shape,
-            vec![
-                (vec!["o0", "o2"], 78, vec![5, 45]),
-                (vec!["o3", "o4", "o5"], 78, vec![5, 39]),
-            ]
-        );
+        assert_eq!(shape, vec![(vec!["o0", "o2"], 78, vec![5, 45]), (vec!["o3", "o4", "o5"], 78, vec![5, 39]),]);
         assert!(chunks.iter().all(|c| c.of_many));
         assert_eq!(chunks.iter().map(|c| c.file_label()).collect::<Vec<_>>(), [Some(0), Some(1)]);
 

@@ -1,7 +1,6 @@
 //! The export engine end to end: lake objects in a moto S3 bucket, exported to another bucket, read back with
 //! an independent reader and compared row for row with the source.
 
-
 use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -9,7 +8,9 @@ use batch_exports::config::{Compression, Encryption, FORMAT_COMPRESSIONS};
 use batch_exports::lake::writer::{ndjson_bytes, parquet_bytes};
 use batch_exports::s3::{destination_client, destination_client_config, S3Target};
 use batch_exports::synthetic::SyntheticEvents;
-use batch_exports::{export_events, EngineSettings, EventRow, ExportError, ExportOutcome, FileSink, Interval, S3DestinationConfig};
+use batch_exports::{
+    export_events, EngineSettings, EventRow, ExportError, ExportOutcome, FileSink, Interval, S3DestinationConfig,
+};
 use chrono::{DateTime, Duration, Utc};
 use integration_tests::{assert_files_hold, get_bytes, list_keys, local_stack, new_bucket, s3, ExportedRow, Lake};
 
@@ -57,7 +58,10 @@ async fn every_format_and_compression_round_trips_100k_events() {
         .iter()
         .step_by(50)
         .enumerate()
-        .map(|(i, r)| EventRow { inserted_at: (hour(11) + Duration::minutes(5)).timestamp_micros() + i as i64, ..r.clone() })
+        .map(|(i, r)| EventRow {
+            inserted_at: (hour(11) + Duration::minutes(5)).timestamp_micros() + i as i64,
+            ..r.clone()
+        })
         .collect();
     lake.add(TEAM, hour(10), "part-0.jsonl.zst", first[..40_000].to_vec()).await;
     lake.add(TEAM, hour(10), "part-1.jsonl.gz", first[40_000..70_000].to_vec()).await;
@@ -86,7 +90,8 @@ async fn every_format_and_compression_round_trips_100k_events() {
 
         // The manifest lists every file, and the prefix holds nothing else.
         let manifest_key = outcome.manifest_key.clone().expect("a manifest when splitting");
-        let manifest: serde_json::Value = serde_json::from_slice(&get_bytes(&client, &destination, &manifest_key).await).unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&get_bytes(&client, &destination, &manifest_key).await).unwrap();
         assert_eq!(manifest, serde_json::json!({ "files": outcome.keys() }));
         let prefix = config.prefix.replace("{table}", "events");
         let mut stored: Vec<String> =
@@ -131,10 +136,17 @@ async fn a_failed_part_aborts_the_upload() {
     let base = local_stack().await;
     let client = s3(&base);
     let mut lake = Lake::new(&client, &new_bucket(&client, "lake").await);
-    lake.add(TEAM, hour(10), "a.jsonl.zst", SyntheticEvents::new(3, TEAM).events_between(hour(10), Duration::hours(1), 30_000)).await;
+    lake.add(
+        TEAM,
+        hour(10),
+        "a.jsonl.zst",
+        SyntheticEvents::new(3, TEAM).events_between(hour(10), Duration::hours(1), 30_000),
+    )
+    .await;
     let destination = new_bucket(&client, "exports").await;
     let config = S3DestinationConfig::new(&destination);
-    let failing = aws_sdk_s3::Client::from_conf(destination_client_config(&base, &config).interceptor(FailUploadPart(3)).build());
+    let failing =
+        aws_sdk_s3::Client::from_conf(destination_client_config(&base, &config).interceptor(FailUploadPart(3)).build());
     let sink = FileSink::S3(S3Target::new(failing, &config));
     let interval = Interval::new(hour(10), hour(11)).unwrap();
     let error = export_events(&lake.store(), &sink, TEAM, interval, &config, &settings()).await.unwrap_err();
@@ -152,7 +164,10 @@ async fn a_malformed_row_after_uploaded_parts_fails_the_run_and_aborts_the_uploa
     lake.add(TEAM, hour(10), "a.jsonl", gen.events_between(hour(10), Duration::minutes(30), 20_000)).await;
     // Line 11 of the second object has an array for properties: valid JSON, so only the full read finds it,
     // after the first object's rows have gone out as parts.
-    let mut text = String::from_utf8(ndjson_bytes(&gen.events_between(hour(10) + Duration::minutes(30), Duration::minutes(1), 10), None).unwrap()).unwrap();
+    let mut text = String::from_utf8(
+        ndjson_bytes(&gen.events_between(hour(10) + Duration::minutes(30), Duration::minutes(1), 10), None).unwrap(),
+    )
+    .unwrap();
     let bad = gen.event(hour(10) + Duration::minutes(40));
     let line = serde_json::to_string(&bad.as_lake_json()).unwrap();
     let start = line.find("\"properties\":").unwrap();
@@ -189,34 +204,57 @@ async fn malformed_lake_rows_are_named_by_key_and_line_or_row() {
     let mut gen = SyntheticEvents::new(5, TEAM);
 
     let cases: Vec<(&str, Box<dyn Fn(&mut SyntheticEvents) -> Vec<u8>>, &str, &str)> = vec![
-        ("bad.jsonl", Box::new(|g: &mut SyntheticEvents| {
-            let mut b = ndjson_bytes(&g.events_between(hour(10), Duration::minutes(1), 3), None).unwrap();
-            b.extend_from_slice(b"{\"uuid\": \"not closed\n");
-            b
-        }), "line 4", "EOF"),
-        ("no-uuid.jsonl", Box::new(|g: &mut SyntheticEvents| {
-            let mut b = ndjson_bytes(&g.events_between(hour(10), Duration::minutes(1), 1), None).unwrap();
-            b.extend_from_slice(b"\n{\"team_id\":1,\"event\":\"x\",\"_inserted_at\":\"2024-05-01T10:00:00Z\"}\n");
-            b
-        }), "line 3", "missing field `uuid`"),
-        ("misplaced.jsonl", Box::new(|g: &mut SyntheticEvents| {
-            ndjson_bytes(&[g.event(hour(10)), g.event(hour(12))], None).unwrap()
-        }), "line 2", "outside its partition hour"),
-        ("bad-time.jsonl.gz", Box::new(|g: &mut SyntheticEvents| {
-            let mut e = g.event(hour(10));
-            e.uuid = "nope".into();
-            ndjson_bytes(&[g.event(hour(10)), e], Some(Compression::Gzip)).unwrap()
-        }), "line 2", "not a UUID"),
-        ("null-event.parquet", Box::new(|g: &mut SyntheticEvents| {
-            let rows = g.events_between(hour(10), Duration::minutes(1), 5);
-            let mut b = parquet_bytes(&rows).unwrap();
-            // Re-encode with one uuid that is not a UUID, at row 3.
-            let mut rows2 = rows.clone();
-            rows2[3].uuid = "row-three".into();
-            b.clear();
-            b.extend(parquet_bytes(&rows2).unwrap());
-            b
-        }), "row 3", "not a UUID"),
+        (
+            "bad.jsonl",
+            Box::new(|g: &mut SyntheticEvents| {
+                let mut b = ndjson_bytes(&g.events_between(hour(10), Duration::minutes(1), 3), None).unwrap();
+                b.extend_from_slice(b"{\"uuid\": \"not closed\n");
+                b
+            }),
+            "line 4",
+            "EOF",
+        ),
+        (
+            "no-uuid.jsonl",
+            Box::new(|g: &mut SyntheticEvents| {
+                let mut b = ndjson_bytes(&g.events_between(hour(10), Duration::minutes(1), 1), None).unwrap();
+                b.extend_from_slice(b"\n{\"team_id\":1,\"event\":\"x\",\"_inserted_at\":\"2024-05-01T10:00:00Z\"}\n");
+                b
+            }),
+            "line 3",
+            "missing field `uuid`",
+        ),
+        (
+            "misplaced.jsonl",
+            Box::new(|g: &mut SyntheticEvents| ndjson_bytes(&[g.event(hour(10)), g.event(hour(12))], None).unwrap()),
+            "line 2",
+            "outside its partition hour",
+        ),
+        (
+            "bad-time.jsonl.gz",
+            Box::new(|g: &mut SyntheticEvents| {
+                let mut e = g.event(hour(10));
+                e.uuid = "nope".into();
+                ndjson_bytes(&[g.event(hour(10)), e], Some(Compression::Gzip)).unwrap()
+            }),
+            "line 2",
+            "not a UUID",
+        ),
+        (
+            "null-event.parquet",
+            Box::new(|g: &mut SyntheticEvents| {
+                let rows = g.events_between(hour(10), Duration::minutes(1), 5);
+                let mut b = parquet_bytes(&rows).unwrap();
+                // Re-encode with one uuid that is not a UUID, at row 3.
+                let mut rows2 = rows.clone();
+                rows2[3].uuid = "row-three".into();
+                b.clear();
+                b.extend(parquet_bytes(&rows2).unwrap());
+                b
+            }),
+            "row 3",
+            "not a UUID",
+        ),
     ];
     for (name, body, location, reason) in cases {
         let mut lake = Lake::new(&client, &new_bucket(&client, "lake").await);
@@ -234,7 +272,13 @@ async fn a_missing_bucket_is_not_retryable() {
     let base = local_stack().await;
     let client = s3(&base);
     let mut lake = Lake::new(&client, &new_bucket(&client, "lake").await);
-    lake.add(TEAM, hour(10), "a.jsonl", SyntheticEvents::new(6, TEAM).events_between(hour(10), Duration::hours(1), 100)).await;
+    lake.add(
+        TEAM,
+        hour(10),
+        "a.jsonl",
+        SyntheticEvents::new(6, TEAM).events_between(hour(10), Duration::hours(1), 100),
+    )
+    .await;
     let config = S3DestinationConfig::new("no-such-bucket-anywhere");
     let sink = FileSink::S3(S3Target::new(destination_client(&base, &config), &config));
     let interval = Interval::new(hour(10), hour(11)).unwrap();
@@ -249,7 +293,13 @@ async fn an_unreachable_custom_endpoint_is_not_retryable() {
     let base = local_stack().await;
     let client = s3(&base);
     let mut lake = Lake::new(&client, &new_bucket(&client, "lake").await);
-    lake.add(TEAM, hour(10), "a.jsonl", SyntheticEvents::new(6, TEAM).events_between(hour(10), Duration::hours(1), 100)).await;
+    lake.add(
+        TEAM,
+        hour(10),
+        "a.jsonl",
+        SyntheticEvents::new(6, TEAM).events_between(hour(10), Duration::hours(1), 100),
+    )
+    .await;
     let mut config = S3DestinationConfig::new("bucket");
     config.endpoint_url = Some("http://127.0.0.1:9".into());
     let sink = FileSink::S3(S3Target::new(destination_client(&base, &config), &config));
@@ -264,7 +314,13 @@ async fn re_running_an_interval_writes_the_same_keys_and_content() {
     let base = local_stack().await;
     let client = s3(&base);
     let mut lake = Lake::new(&client, &new_bucket(&client, "lake").await);
-    lake.add(TEAM, hour(10), "a.jsonl.zst", SyntheticEvents::new(7, TEAM).events_between(hour(10), Duration::hours(1), 20_000)).await;
+    lake.add(
+        TEAM,
+        hour(10),
+        "a.jsonl.zst",
+        SyntheticEvents::new(7, TEAM).events_between(hour(10), Duration::hours(1), 20_000),
+    )
+    .await;
     let destination = new_bucket(&client, "exports").await;
     let mut config = S3DestinationConfig::new(&destination);
     config.compression = Some(Compression::Gzip);
@@ -276,7 +332,10 @@ async fn re_running_an_interval_writes_the_same_keys_and_content() {
     for _ in 0..2 {
         let outcome = export_events(&lake.store(), &sink, TEAM, interval, &config, &settings()).await.unwrap();
         assert!(outcome.files.len() >= 2, "{} files", outcome.files.len());
-        assert!(outcome.keys().iter().all(|k| k.starts_with("2024-05-01_events/2024-05-01T10:00:00+00:00-2024-05-01T11:00:00+00:00-")));
+        assert!(outcome
+            .keys()
+            .iter()
+            .all(|k| k.starts_with("2024-05-01_events/2024-05-01T10:00:00+00:00-2024-05-01T11:00:00+00:00-")));
         let mut run = Vec::new();
         for key in outcome.keys().into_iter().chain(outcome.manifest_key.as_deref()) {
             run.push((key.to_string(), get_bytes(&client, &destination, key).await));
@@ -291,12 +350,23 @@ async fn event_filters_and_encryption() {
     let base = local_stack().await;
     let client = s3(&base);
     let mut lake = Lake::new(&client, &new_bucket(&client, "lake").await);
-    lake.add(TEAM, hour(10), "a.jsonl", SyntheticEvents::new(8, TEAM).events_between(hour(10), Duration::hours(1), 5_000)).await;
+    lake.add(
+        TEAM,
+        hour(10),
+        "a.jsonl",
+        SyntheticEvents::new(8, TEAM).events_between(hour(10), Duration::hours(1), 5_000),
+    )
+    .await;
     let destination = new_bucket(&client, "exports").await;
     let interval = Interval::new(hour(10), hour(11)).unwrap();
     let cases: [(&[&str], &[&str], Option<Encryption>, Option<&str>); 3] = [
         (&["$pageview", "purchase"], &[], Some(Encryption::Aes256), None),
-        (&[], &["$pageview", "$autocapture"], Some(Encryption::AwsKms), Some("arn:aws:kms:us-east-1:123456789012:key/test")),
+        (
+            &[],
+            &["$pageview", "$autocapture"],
+            Some(Encryption::AwsKms),
+            Some("arn:aws:kms:us-east-1:123456789012:key/test"),
+        ),
         (&["$pageview", "purchase"], &["purchase"], None, None),
     ];
     for (i, (include, exclude, encryption, kms)) in cases.into_iter().enumerate() {
@@ -308,16 +378,19 @@ async fn event_filters_and_encryption() {
         config.kms_key_id = kms.map(str::to_string);
         let sink = FileSink::S3(S3Target::new(destination_client(&base, &config), &config));
         let outcome = export_events(&lake.store(), &sink, TEAM, interval, &config, &settings()).await.unwrap();
-        let expected = lake.expected(TEAM, &interval, |e| {
-            (include.is_empty() || include.contains(&e)) && !exclude.contains(&e)
-        });
+        let expected =
+            lake.expected(TEAM, &interval, |e| (include.is_empty() || include.contains(&e)) && !exclude.contains(&e));
         assert!(!expected.is_empty() && expected.len() < 5_000);
         assert_exported(&client, &destination, &outcome, &config, &expected).await;
         let head = client.head_object().bucket(&destination).key(&outcome.files[0].key).send().await.unwrap();
-        assert_eq!(head.server_side_encryption().map(|s| s.as_str()), encryption.map(|e| match e {
-            Encryption::Aes256 => "AES256",
-            Encryption::AwsKms => "aws:kms",
-        }), "case {i}");
+        assert_eq!(
+            head.server_side_encryption().map(|s| s.as_str()),
+            encryption.map(|e| match e {
+                Encryption::Aes256 => "AES256",
+                Encryption::AwsKms => "aws:kms",
+            }),
+            "case {i}"
+        );
         assert_eq!(head.ssekms_key_id(), kms, "case {i}");
     }
 }
@@ -361,7 +434,14 @@ async fn custom_endpoints_addressing_styles_and_static_credentials() {
             destination_client_config(&base, &config).interceptor(SharedCapture(capture.clone())).build(),
         );
         let target = S3Target::new(client, &config);
-        let key = batch_exports::keys::data_file_key("", &Interval::new(hour(10), hour(11)).unwrap(), None, None, config.file_format, None);
+        let key = batch_exports::keys::data_file_key(
+            "",
+            &Interval::new(hour(10), hour(11)).unwrap(),
+            None,
+            None,
+            config.file_format,
+            None,
+        );
         assert!(target.put(&key, bytes::Bytes::from_static(b"{}")).await.is_err());
         let (uri, auth) = capture.0.lock().unwrap().clone().expect("a request was made");
         let without_query = uri.split('?').next().unwrap_or_default();

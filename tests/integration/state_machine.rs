@@ -127,9 +127,10 @@ async fn execute_input(name: &str, input: Value) -> Execution {
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_else(|| {
-        panic!("no result from the interpreter; stderr: {}", String::from_utf8_lossy(&out.stderr))
-    });
+    let line = stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no result from the interpreter; stderr: {}", String::from_utf8_lossy(&out.stderr)));
     let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     let history_text = std::fs::read_to_string(&history).unwrap_or_default();
     let _ = std::fs::remove_file(&history);
@@ -165,7 +166,8 @@ fn expected(lake: &Lake, team: i64) -> Vec<ExportedRow> {
 }
 
 async fn data_keys(client: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
-    let mut keys: Vec<String> = list_keys(client, bucket).await.into_iter().filter(|k| !k.ends_with("_manifest.json")).collect();
+    let mut keys: Vec<String> =
+        list_keys(client, bucket).await.into_iter().filter(|k| !k.ends_with("_manifest.json")).collect();
     keys.sort();
     keys
 }
@@ -372,7 +374,11 @@ async fn an_interval_in_the_future_or_an_unknown_export_starts_no_run() {
     let end = ExportInterval::Hour.interval_ending_at_or_before(future).unwrap().end;
     assert!(stack.runs.get(&export_id, end).await.unwrap().is_none(), "no run record for a refused interval");
 
-    let execution = execute_input(&format!("{export_id}-unknown"), json!({"team_id": team, "export_id": "nope", "scheduled_time": Utc::now()})).await;
+    let execution = execute_input(
+        &format!("{export_id}-unknown"),
+        json!({"team_id": team, "export_id": "nope", "scheduled_time": Utc::now()}),
+    )
+    .await;
     assert_eq!(execution.status, "FAILED");
     assert_eq!(execution.error.as_deref(), Some("NonRetryableError"));
 }
@@ -430,7 +436,9 @@ async fn run_records_change_only_by_conditional_transitions() {
     let ended = stack.runs.fail(&first, RunStatus::FailedRetryable, "503", now).await.unwrap();
     assert_eq!((ended.status, ended.latest_error.as_deref()), (RunStatus::FailedRetryable, Some("503")));
     // An ended run is taken over by the next trigger, as attempt 2.
-    let Begin::Started(again) = stack.runs.begin(new.clone(), lease, now).await.unwrap() else { panic!("not restarted") };
+    let Begin::Started(again) = stack.runs.begin(new.clone(), lease, now).await.unwrap() else {
+        panic!("not restarted")
+    };
     assert_eq!((again.attempt, again.status), (2, RunStatus::Starting));
     // A run whose execution stopped writing longer ago than the lease is taken over too.
     let later = now + Duration::hours(4);

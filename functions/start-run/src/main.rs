@@ -3,7 +3,7 @@
 //! A thin handler over [`batch_exports::steps::start_run`]: clients and settings are built once per instance, and
 //! errors reach Step Functions as `RetryableError` or `NonRetryableError`.
 
-use batch_exports::steps::{start_run, StartInput, Services};
+use batch_exports::steps::{start_run, Services, StartInput};
 use lambda_runtime::{service_fn, LambdaEvent};
 
 #[tokio::main]

@@ -15,11 +15,11 @@ use std::process::ExitCode;
 
 use aws_config::BehaviorVersion;
 use batch_exports::config::Compression;
+use batch_exports::exports::{BatchExport, Destination};
 use batch_exports::lake::writer::{lake_object_key, ndjson_bytes, parquet_bytes, put_object};
 use batch_exports::s3::{destination_client, lake_client, S3Target};
-use batch_exports::synthetic::SyntheticEvents;
-use batch_exports::exports::{BatchExport, Destination};
 use batch_exports::store::{create_tables, ExportStore, RunStore, Tables};
+use batch_exports::synthetic::SyntheticEvents;
 use batch_exports::{export_events, EngineSettings, ExportError, FileSink, Interval, LakeStore, S3DestinationConfig};
 use chrono::{DateTime, Duration, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -162,7 +162,8 @@ async fn run(command: Command) -> Result<(), ExportError> {
         }
         Command::ShowRun { export_id, end } => {
             let run = RunStore::new(dynamodb, Tables::from_env().runs).get(&export_id, end).await?;
-            let run = run.ok_or_else(|| ExportError::NotFound { what: "run", id: format!("{export_id} ending {end}") })?;
+            let run =
+                run.ok_or_else(|| ExportError::NotFound { what: "run", id: format!("{export_id} ending {end}") })?;
             println!("{}", serde_json::to_string_pretty(&run).expect("a run serializes"));
         }
         Command::SeedLake {
@@ -213,7 +214,8 @@ async fn run(command: Command) -> Result<(), ExportError> {
         Command::List { bucket } => {
             let mut pages = s3.list_objects_v2().bucket(&bucket).into_paginator().send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| batch_exports::s3::classify_sdk_error(e, "ListObjectsV2", &bucket, None))?;
+                let page =
+                    page.map_err(|e| batch_exports::s3::classify_sdk_error(e, "ListObjectsV2", &bucket, None))?;
                 for o in page.contents() {
                     println!("{:>12}  s3://{bucket}/{}", o.size().unwrap_or(0), o.key().unwrap_or_default());
                 }

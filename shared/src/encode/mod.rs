@@ -84,11 +84,11 @@ impl<W: Write> Write for CountingWriter<W> {
 mod tests {
     use std::io::{BufRead, Read};
 
+    use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use arrow_array::cast::AsArray;
     use arrow_array::types::TimestampMicrosecondType;
     use arrow_array::Array;
     use arrow_schema::{DataType, TimeUnit};
-    use ::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     use super::*;
     use crate::config::FORMAT_COMPRESSIONS;

@@ -1,7 +1,6 @@
 //! Reading Parquet lake objects: the events columns plus `team_id`, in any string and timestamp encoding Arrow
 //! can cast (Utf8/LargeUtf8/Utf8View; timestamps in any unit, or ISO 8601 strings).
 
-
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
@@ -52,14 +51,12 @@ fn for_each_batch(
     }
     let present: Vec<&str> = wanted.iter().copied().filter(|c| schema.column_with_name(c).is_some()).collect();
     let mask = ProjectionMask::columns(builder.parquet_schema(), present.iter().copied());
-    let reader = builder.with_projection(mask).with_batch_size(BATCH_ROWS).build().map_err(|e| unreadable(object, e))?;
+    let reader =
+        builder.with_projection(mask).with_batch_size(BATCH_ROWS).build().map_err(|e| unreadable(object, e))?;
     let mut offset = 0u64;
     for batch in reader {
         let batch: RecordBatch = batch.map_err(|e| unreadable(object, e))?;
-        let columns = wanted
-            .iter()
-            .map(|name| column_as(object, &batch, name))
-            .collect::<Result<Vec<_>>>()?;
+        let columns = wanted.iter().map(|name| column_as(object, &batch, name)).collect::<Result<Vec<_>>>()?;
         visit(offset, &columns)?;
         offset += batch.num_rows() as u64;
     }
@@ -99,7 +96,15 @@ pub(super) fn visit_keys(
                     return Err(required_null(object, at, name));
                 }
             }
-            visit(at, RowKey { team_id: team.value(i), uuid: uuid.value(i), event: event.value(i), inserted_at: inserted.value(i) })?;
+            visit(
+                at,
+                RowKey {
+                    team_id: team.value(i),
+                    uuid: uuid.value(i),
+                    event: event.value(i),
+                    inserted_at: inserted.value(i),
+                },
+            )?;
         }
         Ok(())
     })
@@ -148,4 +153,3 @@ pub(super) fn visit_rows(
         Ok(())
     })
 }
-

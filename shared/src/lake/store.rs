@@ -94,8 +94,7 @@ impl LakeStore {
         match self {
             LakeStore::S3 { client, bucket, prefix } => {
                 let partition = partition_prefix(prefix, team_id, hour);
-                let mut pages =
-                    client.list_objects_v2().bucket(bucket).prefix(&partition).into_paginator().send();
+                let mut pages = client.list_objects_v2().bucket(bucket).prefix(&partition).into_paginator().send();
                 while let Some(page) = pages.next().await {
                     let page = page.map_err(|e| classify_sdk_error(e, "ListObjectsV2", bucket, None))?;
                     for o in page.contents() {

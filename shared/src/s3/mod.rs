@@ -3,8 +3,8 @@
 
 mod upload;
 
-pub use self::upload::{S3Target, UploadSettings, MIN_PART_SIZE_BYTES};
 pub(crate) use self::upload::{upload_file, FileMessage, PartBuffers};
+pub use self::upload::{S3Target, UploadSettings, MIN_PART_SIZE_BYTES};
 
 use aws_config::SdkConfig;
 use aws_sdk_s3::config::{Credentials, Region};
@@ -63,14 +63,32 @@ pub fn classify_service_error(status: u16, code: Option<&str>) -> ServiceErrorCl
     match code {
         Some("NoSuchBucket") => return ServiceErrorClass::BucketNotFound,
         Some(
-            "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccountProblem" | "AllAccessDisabled"
-            | "InvalidToken" | "ExpiredToken" | "KMS.AccessDeniedException" | "KMS.DisabledException"
-            | "AccessDeniedException" | "UnrecognizedClientException" | "ExpiredTokenException",
+            "AccessDenied"
+            | "InvalidAccessKeyId"
+            | "SignatureDoesNotMatch"
+            | "AccountProblem"
+            | "AllAccessDisabled"
+            | "InvalidToken"
+            | "ExpiredToken"
+            | "KMS.AccessDeniedException"
+            | "KMS.DisabledException"
+            | "AccessDeniedException"
+            | "UnrecognizedClientException"
+            | "ExpiredTokenException",
         ) => return ServiceErrorClass::AccessDenied,
         Some(
-            "SlowDown" | "Throttling" | "ThrottlingException" | "RequestTimeout" | "RequestTimeTooSkewed"
-            | "InternalError" | "ServiceUnavailable" | "NoSuchUpload" | "OperationAborted"
-            | "ProvisionedThroughputExceededException" | "RequestLimitExceeded" | "InternalServerError"
+            "SlowDown"
+            | "Throttling"
+            | "ThrottlingException"
+            | "RequestTimeout"
+            | "RequestTimeTooSkewed"
+            | "InternalError"
+            | "ServiceUnavailable"
+            | "NoSuchUpload"
+            | "OperationAborted"
+            | "ProvisionedThroughputExceededException"
+            | "RequestLimitExceeded"
+            | "InternalServerError"
             | "TransactionInProgressException",
         ) => return ServiceErrorClass::Transient,
         _ => {}
@@ -92,7 +110,10 @@ fn is_unreachable(error: &(dyn std::error::Error + 'static)) -> bool {
             }
         }
         let text = e.to_string().to_ascii_lowercase();
-        if text.contains("dns error") || text.contains("failed to lookup address") || text.contains("connection refused") {
+        if text.contains("dns error")
+            || text.contains("failed to lookup address")
+            || text.contains("connection refused")
+        {
             return true;
         }
         current = e.source();
@@ -145,9 +166,7 @@ where
         SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
             ExportError::Transient { operation, resource, message: error_chain(&error) }
         }
-        SdkError::ConstructionFailure(_) => {
-            ExportError::Rejected { operation, resource, message: error_chain(&error) }
-        }
+        SdkError::ConstructionFailure(_) => ExportError::Rejected { operation, resource, message: error_chain(&error) },
         other => ExportError::Transient { operation, resource, message: error_chain(&other) },
     }
 }

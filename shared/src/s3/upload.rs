@@ -61,7 +61,12 @@ impl S3Target {
         })
     }
 
-    fn error<E>(&self, op: &'static str, key: &str, e: aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>) -> ExportError
+    fn error<E>(
+        &self,
+        op: &'static str,
+        key: &str,
+        e: aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+    ) -> ExportError
     where
         E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
@@ -253,7 +258,9 @@ impl Multipart {
             .bucket(&target.bucket)
             .key(key)
             .upload_id(self.upload_id.clone().unwrap_or_default())
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(std::mem::take(&mut self.parts))).build())
+            .multipart_upload(
+                CompletedMultipartUpload::builder().set_parts(Some(std::mem::take(&mut self.parts))).build(),
+            )
             .send()
             .await
             .map_err(|e| target.error("CompleteMultipartUpload", key, e))?;
@@ -266,14 +273,8 @@ impl Multipart {
         self.in_flight.abort_all();
         while self.in_flight.join_next().await.is_some() {}
         let Some(upload_id) = self.upload_id.take() else { return };
-        let aborted = target
-            .client
-            .abort_multipart_upload()
-            .bucket(&target.bucket)
-            .key(key)
-            .upload_id(&upload_id)
-            .send()
-            .await;
+        let aborted =
+            target.client.abort_multipart_upload().bucket(&target.bucket).key(key).upload_id(&upload_id).send().await;
         match aborted {
             Ok(_) => tracing::info!(bucket = %target.bucket, key, "aborted multipart upload"),
             Err(e) => tracing::error!(

@@ -93,7 +93,8 @@ mod tests {
         };
         assert_eq!(lambda.status(), RunStatus::Failed);
         assert_eq!(lambda.message(), "bucket `x` does not exist");
-        let exhausted = StepFailure { error: "RetryableError".into(), cause: Some("{\"errorMessage\":\"503\"}".into()) };
+        let exhausted =
+            StepFailure { error: "RetryableError".into(), cause: Some("{\"errorMessage\":\"503\"}".into()) };
         assert_eq!(exhausted.status(), RunStatus::FailedRetryable);
         let timeout = StepFailure { error: "States.Timeout".into(), cause: None };
         assert_eq!(timeout.status(), RunStatus::TimedOut);

@@ -86,7 +86,10 @@ impl RunStore {
             .send()
             .await
             .map_err(|e| classify_sdk_error(e, "Query", &self.table, None))?;
-        out.items().iter().map(|item| serde_dynamo::from_item(item.clone()).map_err(|e| item_error(&self.table, e))).collect()
+        out.items()
+            .iter()
+            .map(|item| serde_dynamo::from_item(item.clone()).map_err(|e| item_error(&self.table, e)))
+            .collect()
     }
 
     /// Claims the run of `new`'s interval for a new attempt: creates it (attempt 1, `Starting`) if it does not
