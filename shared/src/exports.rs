@@ -2,7 +2,8 @@
 //! dates, with the reference's field names. A run loads its export by `(team_id, id)` from the exports table
 //! ([`crate::store::ExportStore`]); step payloads carry only the ids, never the destination config.
 
-use chrono::{DateTime, Duration, DurationRound, Utc};
+use chrono::{DateTime, Datelike, Days, Duration, DurationRound, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::config::S3DestinationConfig;
@@ -37,22 +38,44 @@ impl ExportInterval {
 
     /// The interval a run scheduled at `scheduled` covers: the one ending at the last interval boundary at or
     /// before it (a scheduler firing a little late, or delayed for late data, still gets the interval that just
-    /// ended). Boundaries are whole hours, days (UTC midnight) and minutes; weeks end on UTC Mondays.
-    pub fn interval_ending_at_or_before(&self, scheduled: DateTime<Utc>) -> Result<Interval> {
-        let step = self.duration();
-        let end = match self {
-            // 1970-01-01 was a Thursday: weeks are aligned on Monday 1970-01-05.
-            ExportInterval::Week => {
-                let monday = DateTime::<Utc>::UNIX_EPOCH + Duration::days(4);
-                let weeks = (scheduled - monday).num_seconds().div_euclid(step.num_seconds());
-                monday + Duration::seconds(weeks * step.num_seconds())
-            }
+    /// ended). Hour and minute intervals are aligned on UTC; days start at midnight and weeks on Monday midnight
+    /// in `tz` (so a day may last 23 or 25 hours across a daylight-saving change).
+    pub fn interval_ending_at_or_before(&self, scheduled: DateTime<Utc>, tz: Tz) -> Result<Interval> {
+        let days = match self {
+            ExportInterval::Day => 1,
+            ExportInterval::Week => 7,
             _ => {
-                scheduled.duration_trunc(step).map_err(|e| ExportError::Internal(format!("interval rounding: {e}")))?
+                let step = self.duration();
+                let end = scheduled
+                    .duration_trunc(step)
+                    .map_err(|e| ExportError::Internal(format!("interval rounding: {e}")))?;
+                return Interval::new(end - step, end);
             }
         };
-        Interval::new(end - step, end)
+        let local = scheduled.with_timezone(&tz).date_naive();
+        let end = match self {
+            ExportInterval::Week => local - Days::new(local.weekday().num_days_from_monday() as u64),
+            _ => local,
+        };
+        Interval::new(local_midnight(tz, end - Days::new(days)), local_midnight(tz, end))
     }
+}
+
+/// The first instant of a local date in `tz` (the end of a daylight-saving gap when midnight is skipped).
+fn local_midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
+    let mut time = date.and_time(NaiveTime::MIN);
+    loop {
+        if let Some(t) = tz.from_local_datetime(&time).earliest() {
+            return t.with_timezone(&Utc);
+        }
+        time += Duration::minutes(15);
+    }
+}
+
+/// Parses an IANA time zone name (`UTC`, `Europe/Berlin`).
+pub fn parse_timezone(name: &str) -> Result<Tz> {
+    name.parse::<Tz>()
+        .map_err(|_| ExportError::config("timezone", format!("`{name}` is not an IANA time zone name (e.g. Europe/Berlin)")))
 }
 
 /// Where an export's files go. Serialized as the reference does: `{"type": "S3", "config": {...}}`.
@@ -72,6 +95,9 @@ pub struct BatchExport {
     pub model: Model,
     pub destination: Destination,
     pub interval: ExportInterval,
+    /// IANA time zone in which day and week intervals start (default UTC).
+    #[serde(default = "utc")]
+    pub timezone: String,
     #[serde(default)]
     pub paused: bool,
     /// No runs before this time (interval ends before it are refused), when set.
@@ -85,7 +111,16 @@ pub struct BatchExport {
     pub last_paused_at: Option<DateTime<Utc>>,
 }
 
+fn utc() -> String {
+    "UTC".to_string()
+}
+
 impl BatchExport {
+    /// The interval a run scheduled at `scheduled` covers, in the export's time zone.
+    pub fn interval_scheduled_at(&self, scheduled: DateTime<Utc>) -> Result<Interval> {
+        self.interval.interval_ending_at_or_before(scheduled, parse_timezone(&self.timezone)?)
+    }
+
     /// Checks that a run of `interval` is allowed: not ending in the future, inside `start_at`/`end_at`.
     pub fn check_run_interval(&self, interval: &Interval, now: DateTime<Utc>) -> Result<()> {
         if interval.end > now {
@@ -146,9 +181,30 @@ mod tests {
             (ExportInterval::Week, "2026-11-22T23:00:00Z", "2026-11-09T00:00:00Z", "2026-11-16T00:00:00Z"),
         ];
         for (interval, scheduled, start, end) in cases {
-            let got = interval.interval_ending_at_or_before(t(scheduled)).unwrap();
+            let got = interval.interval_ending_at_or_before(t(scheduled), Tz::UTC).unwrap();
             assert_eq!((got.start, got.end), (t(start), t(end)), "{interval:?} at {scheduled}");
         }
+    }
+
+    #[test]
+    fn days_and_weeks_start_at_local_midnight() {
+        let berlin: Tz = parse_timezone("Europe/Berlin").unwrap();
+        let cases = [
+            // Winter (UTC+1): the day ending at Berlin midnight 2026-11-21 is 2026-11-19T23:00Z..2026-11-20T23:00Z.
+            (ExportInterval::Day, "2026-11-20T23:01:00Z", "2026-11-19T23:00:00Z", "2026-11-20T23:00:00Z"),
+            // Summer time ends on 2026-10-25: that day has 25 hours.
+            (ExportInterval::Day, "2026-10-25T23:01:00Z", "2026-10-24T22:00:00Z", "2026-10-25T23:00:00Z"),
+            // Monday 2026-11-23 00:01 in Berlin.
+            (ExportInterval::Week, "2026-11-22T23:01:00Z", "2026-11-15T23:00:00Z", "2026-11-22T23:00:00Z"),
+            // Hours stay on UTC.
+            (ExportInterval::Hour, "2026-11-21T10:01:00Z", "2026-11-21T09:00:00Z", "2026-11-21T10:00:00Z"),
+        ];
+        for (interval, scheduled, start, end) in cases {
+            let got = interval.interval_ending_at_or_before(t(scheduled), berlin).unwrap();
+            assert_eq!((got.start, got.end), (t(start), t(end)), "{interval:?} at {scheduled}");
+        }
+        let e = parse_timezone("Mars/Olympus").unwrap_err().to_string();
+        assert!(e.contains("timezone") && e.contains("Mars/Olympus"), "{e}");
     }
 
     #[test]
@@ -175,6 +231,7 @@ mod tests {
             model: Model::Events,
             destination: Destination::S3(S3DestinationConfig::new("bucket")),
             interval: ExportInterval::Hour,
+            timezone: "UTC".into(),
             paused: false,
             start_at: Some(t("2026-01-01T00:00:00Z")),
             end_at: Some(t("2026-12-01T00:00:00Z")),

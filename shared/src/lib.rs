@@ -14,6 +14,7 @@ pub mod model;
 pub mod plan;
 pub mod runs;
 pub mod s3;
+pub mod schedules;
 pub mod steps;
 pub mod store;
 pub mod synthetic;

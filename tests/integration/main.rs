@@ -3,4 +3,5 @@
 //! One test binary keeps link time low; each module covers one part of the system.
 
 mod s3_export;
+mod schedules;
 mod state_machine;

@@ -77,6 +77,7 @@ impl Stack {
             model: Model::Events,
             destination: Destination::S3(config),
             interval: ExportInterval::Hour,
+            timezone: "UTC".into(),
             paused: false,
             start_at: None,
             end_at: None,
@@ -371,7 +372,7 @@ async fn an_interval_in_the_future_or_an_unknown_export_starts_no_run() {
     .await;
     assert_eq!(execution.status, "FAILED");
     assert_eq!(execution.error.as_deref(), Some("NonRetryableError"));
-    let end = ExportInterval::Hour.interval_ending_at_or_before(future).unwrap().end;
+    let end = ExportInterval::Hour.interval_ending_at_or_before(future, chrono_tz::Tz::UTC).unwrap().end;
     assert!(stack.runs.get(&export_id, end).await.unwrap().is_none(), "no run record for a refused interval");
 
     let execution = execute_input(

@@ -151,6 +151,7 @@ async fn run(command: Command) -> Result<(), ExportError> {
                 destination: Destination::S3(S3DestinationConfig::from_json(&config)?),
                 interval: serde_json::from_value(serde_json::Value::String(interval.clone()))
                     .map_err(|_| ExportError::config("interval", format!("`{interval}` is not an interval")))?,
+                timezone: "UTC".into(),
                 paused: false,
                 start_at: None,
                 end_at: None,

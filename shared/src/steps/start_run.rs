@@ -52,7 +52,7 @@ impl RunRequest {
     fn interval(&self, export: &crate::exports::BatchExport) -> Result<Interval> {
         match (self.data_interval_start, self.data_interval_end, self.scheduled_time) {
             (Some(start), Some(end), _) => Interval::new(start, end),
-            (None, None, Some(at)) => export.interval.interval_ending_at_or_before(at),
+            (None, None, Some(at)) => export.interval_scheduled_at(at),
             (Some(_), None, _) => Err(ExportError::config("data_interval_end", "is required with data_interval_start")),
             (None, Some(_), _) => Err(ExportError::config("data_interval_start", "is required with data_interval_end")),
             (None, None, None) => {

@@ -1,0 +1,211 @@
+//! EventBridge Scheduler schedules: one per export, in the exports' own schedule group, firing at each
+//! interval end plus a small delay for late data, and passing the firing time on as `scheduled_time`.
+//!
+//! - Expression: a cron at minute `delay` of every hour (`hour`), day (`day`, 00:MM), Monday (`week`), or every
+//!   5 / 15 minutes from minute `delay` (`every 5 minutes`, `every 15 minutes`).
+//! - Time zone: the export's for `day` and `week` (they start at local midnight), UTC for the others.
+//! - Dates: `start_at` becomes the start date; `end_at` plus the delay the end date (so the last interval, which
+//!   ends at `end_at`, still fires).
+//! - State: disabled while the export is paused.
+//! - Target: the run trigger (`BATCH_EXPORT_SCHEDULE_TARGET_ARN`), assumed with `BATCH_EXPORT_SCHEDULER_ROLE_ARN`,
+//!   with the input `{"team_id", "export_id", "scheduled_time": "<aws.scheduler.scheduled-time>"}`: ids and the
+//!   time only, never the destination config.
+
+use aws_sdk_scheduler::types::{FlexibleTimeWindow, FlexibleTimeWindowMode, RetryPolicy, ScheduleState, Target};
+use chrono::{DateTime, Duration, Utc};
+
+use crate::error::{ExportError, Result};
+use crate::export::env_number;
+use crate::exports::{parse_timezone, BatchExport, ExportInterval};
+use crate::s3::classify_sdk_error;
+
+/// Where schedules go and what they start, from the environment.
+#[derive(Debug, Clone)]
+pub struct ScheduleSettings {
+    /// `BATCH_EXPORT_SCHEDULE_GROUP` (default `batch-exports`).
+    pub group: String,
+    /// `BATCH_EXPORT_SCHEDULE_TARGET_ARN`: what each firing invokes.
+    pub target_arn: String,
+    /// `BATCH_EXPORT_SCHEDULER_ROLE_ARN`: the role EventBridge Scheduler assumes to invoke it.
+    pub role_arn: String,
+    /// `BATCH_EXPORT_SCHEDULE_DELAY_MINUTES` (default 1, at most 4): minutes after each interval end.
+    pub delay_minutes: u32,
+}
+
+impl ScheduleSettings {
+    pub fn from_env() -> Result<Self> {
+        let required = |name: &str| std::env::var(name).map_err(|_| ExportError::config(name, "is not set"));
+        let settings = ScheduleSettings {
+            group: std::env::var("BATCH_EXPORT_SCHEDULE_GROUP").unwrap_or_else(|_| "batch-exports".into()),
+            target_arn: required("BATCH_EXPORT_SCHEDULE_TARGET_ARN")?,
+            role_arn: required("BATCH_EXPORT_SCHEDULER_ROLE_ARN")?,
+            delay_minutes: env_number("BATCH_EXPORT_SCHEDULE_DELAY_MINUTES", 1)? as u32,
+        };
+        if settings.delay_minutes > 4 {
+            // A larger delay would run into the next 5-minute interval.
+            return Err(ExportError::config("BATCH_EXPORT_SCHEDULE_DELAY_MINUTES", "must be at most 4"));
+        }
+        Ok(settings)
+    }
+}
+
+/// A schedule's name: `batch-export-{export id}`.
+pub fn schedule_name(export_id: &str) -> String {
+    format!("batch-export-{export_id}")
+}
+
+/// The schedule expression of an interval, firing `delay` minutes after each interval end.
+pub fn schedule_expression(interval: ExportInterval, delay: u32) -> String {
+    match interval {
+        ExportInterval::Hour => format!("cron({delay} * * * ? *)"),
+        ExportInterval::Day => format!("cron({delay} 0 * * ? *)"),
+        ExportInterval::Week => format!("cron({delay} 0 ? * MON *)"),
+        ExportInterval::Every5Minutes => format!("cron({delay}/5 * * * ? *)"),
+        ExportInterval::Every15Minutes => format!("cron({delay}/15 * * * ? *)"),
+    }
+}
+
+/// The time zone a schedule's expression is read in.
+pub fn schedule_timezone(export: &BatchExport) -> Result<String> {
+    Ok(match export.interval {
+        ExportInterval::Day | ExportInterval::Week => parse_timezone(&export.timezone)?.name().to_string(),
+        _ => "UTC".to_string(),
+    })
+}
+
+/// The target input of an export's schedule.
+pub fn schedule_input(export: &BatchExport) -> String {
+    serde_json::json!({
+        "team_id": export.team_id,
+        "export_id": export.id,
+        "scheduled_time": "<aws.scheduler.scheduled-time>",
+    })
+    .to_string()
+}
+
+fn smithy_time(t: DateTime<Utc>) -> aws_smithy_types::DateTime {
+    aws_smithy_types::DateTime::from_secs(t.timestamp())
+}
+
+/// The exports' schedules.
+#[derive(Debug, Clone)]
+pub struct Schedules {
+    client: aws_sdk_scheduler::Client,
+    settings: ScheduleSettings,
+}
+
+impl Schedules {
+    pub fn new(client: aws_sdk_scheduler::Client, settings: ScheduleSettings) -> Self {
+        Schedules { client, settings }
+    }
+
+    pub fn settings(&self) -> &ScheduleSettings {
+        &self.settings
+    }
+
+    /// Creates the schedule group unless it exists.
+    pub async fn ensure_group(&self) -> Result<()> {
+        match self.client.create_schedule_group().name(&self.settings.group).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conflict_exception()) => Ok(()),
+            Err(e) => Err(classify_sdk_error(e, "CreateScheduleGroup", &self.settings.group, None)),
+        }
+    }
+
+    /// Creates the export's schedule, or updates it to match the export (interval, time zone, dates, paused).
+    pub async fn put(&self, export: &BatchExport) -> Result<()> {
+        let name = schedule_name(&export.id);
+        let delay = self.settings.delay_minutes;
+        let expression = schedule_expression(export.interval, delay);
+        let timezone = schedule_timezone(export)?;
+        let window = FlexibleTimeWindow::builder()
+            .mode(FlexibleTimeWindowMode::Off)
+            .build()
+            .map_err(|e| ExportError::Internal(format!("schedule window: {e}")))?;
+        let target = Target::builder()
+            .arn(&self.settings.target_arn)
+            .role_arn(&self.settings.role_arn)
+            .input(schedule_input(export))
+            .retry_policy(RetryPolicy::builder().maximum_event_age_in_seconds(86_400).maximum_retry_attempts(20).build())
+            .build()
+            .map_err(|e| ExportError::Internal(format!("schedule target: {e}")))?;
+        let state = if export.paused { ScheduleState::Disabled } else { ScheduleState::Enabled };
+        let start = export.start_at.map(smithy_time);
+        let end = export.end_at.map(|t| smithy_time(t + Duration::minutes(delay as i64)));
+        let created = self
+            .client
+            .create_schedule()
+            .name(&name)
+            .group_name(&self.settings.group)
+            .schedule_expression(&expression)
+            .schedule_expression_timezone(&timezone)
+            .set_start_date(start)
+            .set_end_date(end)
+            .flexible_time_window(window.clone())
+            .target(target.clone())
+            .state(state.clone())
+            .send()
+            .await;
+        match created {
+            Ok(_) => return Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conflict_exception()) => {}
+            Err(e) => return Err(classify_sdk_error(e, "CreateSchedule", &name, None)),
+        }
+        self.client
+            .update_schedule()
+            .name(&name)
+            .group_name(&self.settings.group)
+            .schedule_expression(&expression)
+            .schedule_expression_timezone(&timezone)
+            .set_start_date(start)
+            .set_end_date(end)
+            .flexible_time_window(window)
+            .target(target)
+            .state(state)
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error(e, "UpdateSchedule", &name, None))?;
+        Ok(())
+    }
+
+    /// Deletes the export's schedule (a missing one is fine: deleting is idempotent).
+    pub async fn delete(&self, export_id: &str) -> Result<()> {
+        let name = schedule_name(export_id);
+        match self.client.delete_schedule().name(&name).group_name(&self.settings.group).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),
+            Err(e) => Err(classify_sdk_error(e, "DeleteSchedule", &name, None)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expressions_fire_after_each_interval_end() {
+        let cases = [
+            (ExportInterval::Hour, "cron(1 * * * ? *)"),
+            (ExportInterval::Day, "cron(1 0 * * ? *)"),
+            (ExportInterval::Week, "cron(1 0 ? * MON *)"),
+            (ExportInterval::Every5Minutes, "cron(1/5 * * * ? *)"),
+            (ExportInterval::Every15Minutes, "cron(1/15 * * * ? *)"),
+        ];
+        for (interval, expression) in cases {
+            assert_eq!(schedule_expression(interval, 1), expression);
+        }
+        assert_eq!(schedule_expression(ExportInterval::Hour, 0), "cron(0 * * * ? *)");
+    }
+
+    #[test]
+    fn every_firing_maps_back_to_the_interval_that_just_ended() {
+        // A firing at minute `delay` after a boundary covers the interval ending at that boundary.
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let berlin = parse_timezone("Europe/Berlin").unwrap();
+        let five = ExportInterval::Every5Minutes.interval_ending_at_or_before(at("2026-11-21T10:06:00Z"), berlin);
+        assert_eq!(five.unwrap().end, at("2026-11-21T10:05:00Z"));
+        let day = ExportInterval::Day.interval_ending_at_or_before(at("2026-11-20T23:01:00Z"), berlin);
+        assert_eq!(day.unwrap().end, at("2026-11-20T23:00:00Z"));
+    }
+}

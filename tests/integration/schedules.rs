@@ -1,0 +1,96 @@
+//! Export schedules in EventBridge Scheduler (moto): what GetSchedule shows for the schedules of an hourly
+//! export, a daily export in Europe/Berlin and a 5-minute export, and how pausing, changing and deleting an
+//! export change its schedule.
+
+use aws_sdk_scheduler::types::{FlexibleTimeWindowMode, ScheduleState};
+use batch_exports::exports::{BatchExport, Destination, ExportInterval};
+use batch_exports::model::Model;
+use batch_exports::schedules::{schedule_name, ScheduleSettings, Schedules};
+use batch_exports::S3DestinationConfig;
+use chrono::{DateTime, Utc};
+use integration_tests::local_stack;
+use serde_json::{json, Value};
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+}
+
+fn export(id: &str, interval: ExportInterval, timezone: &str) -> BatchExport {
+    BatchExport {
+        id: id.into(),
+        team_id: 42,
+        name: id.into(),
+        model: Model::Events,
+        destination: Destination::S3(S3DestinationConfig::new("exports")),
+        interval,
+        timezone: timezone.into(),
+        paused: false,
+        start_at: None,
+        end_at: None,
+        created_at: Utc::now(),
+        last_paused_at: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_of_hourly_daily_and_five_minute_exports() {
+    let base = local_stack().await;
+    let client = aws_sdk_scheduler::Client::new(&base);
+    let settings = ScheduleSettings {
+        group: format!("batch-exports-{}", std::process::id()),
+        target_arn: "arn:aws:lambda:us-east-1:123456789012:function:trigger-run".into(),
+        role_arn: "arn:aws:iam::123456789012:role/batch-exports-scheduler".into(),
+        delay_minutes: 1,
+    };
+    let schedules = Schedules::new(client.clone(), settings.clone());
+    schedules.ensure_group().await.unwrap();
+    schedules.ensure_group().await.unwrap();
+
+    let hourly = export("hourly", ExportInterval::Hour, "UTC");
+    let mut daily = export("daily-berlin", ExportInterval::Day, "Europe/Berlin");
+    daily.start_at = Some(t("2026-12-01T00:00:00+01:00"));
+    daily.end_at = Some(t("2027-01-01T00:00:00+01:00"));
+    // A time zone matters only for days and weeks: a 5-minute export's schedule runs on UTC.
+    let five = export("five-minutes", ExportInterval::Every5Minutes, "Europe/Berlin");
+    let cases = [
+        (&hourly, "cron(1 * * * ? *)", "UTC", None, None),
+        (&daily, "cron(1 0 * * ? *)", "Europe/Berlin", Some(t("2026-11-30T23:00:00Z")), Some(t("2026-12-31T23:01:00Z"))),
+        (&five, "cron(1/5 * * * ? *)", "UTC", None, None),
+    ];
+    for (export, expression, timezone, start, end) in cases {
+        schedules.put(export).await.unwrap();
+        let got = client.get_schedule().name(schedule_name(&export.id)).group_name(&settings.group).send().await.unwrap();
+        assert_eq!(got.schedule_expression(), Some(expression), "{}", export.id);
+        assert_eq!(got.schedule_expression_timezone(), Some(timezone), "{}", export.id);
+        assert_eq!(got.start_date().map(|d| d.secs()), start.map(|s| s.timestamp()), "{}", export.id);
+        assert_eq!(got.end_date().map(|d| d.secs()), end.map(|e| e.timestamp()), "{}", export.id);
+        assert_eq!(got.state(), Some(&ScheduleState::Enabled));
+        assert_eq!(got.flexible_time_window().map(|w| w.mode()), Some(&FlexibleTimeWindowMode::Off));
+        let target = got.target().expect("a target");
+        assert_eq!(target.arn(), settings.target_arn);
+        assert_eq!(target.role_arn(), settings.role_arn);
+        let input: Value = serde_json::from_str(target.input().expect("an input")).unwrap();
+        assert_eq!(
+            input,
+            json!({"team_id": 42, "export_id": export.id, "scheduled_time": "<aws.scheduler.scheduled-time>"})
+        );
+    }
+
+    // Pausing disables the schedule; changing the interval changes the expression; both update in place.
+    let mut paused = hourly.clone();
+    paused.paused = true;
+    schedules.put(&paused).await.unwrap();
+    let got = client.get_schedule().name(schedule_name("hourly")).group_name(&settings.group).send().await.unwrap();
+    assert_eq!(got.state(), Some(&ScheduleState::Disabled));
+    let mut weekly = daily.clone();
+    weekly.interval = ExportInterval::Week;
+    schedules.put(&weekly).await.unwrap();
+    let got = client.get_schedule().name(schedule_name("daily-berlin")).group_name(&settings.group).send().await.unwrap();
+    assert_eq!(got.schedule_expression(), Some("cron(1 0 ? * MON *)"));
+
+    // Deleting removes the schedule, and deleting again is fine.
+    schedules.delete("five-minutes").await.unwrap();
+    let gone = client.get_schedule().name(schedule_name("five-minutes")).group_name(&settings.group).send().await;
+    assert!(gone.unwrap_err().as_service_error().is_some_and(|e| e.is_resource_not_found_exception()));
+    schedules.delete("five-minutes").await.unwrap();
+}
