@@ -1,7 +1,7 @@
 # Functions to start and stop the local AWS stack, sourced by the scripts. No Docker: everything runs as local
 # processes on 127.0.0.1.
 #
-# - moto server (S3, DynamoDB) on MOTO_PORT (default 5055), in a Python venv in .local/venv;
+# - moto server (S3, DynamoDB, KMS; Scheduler and Step Functions control planes) on MOTO_PORT (default 5055), in a Python venv in .local/venv;
 # - the Lambda functions: `cargo lambda watch --only-lambda-apis` serves the Lambda Invoke and Runtime APIs on
 #   LAMBDA_PORT (default 9055) and the real function binaries from target/debug poll it (FUNCTION_INSTANCES
 #   instances each, default 2);
@@ -19,7 +19,7 @@ LAMBDA_PORT=${LAMBDA_PORT:-9055}
 FUNCTION_INSTANCES=${FUNCTION_INSTANCES:-2}
 MOTO_VERSION=5.2.5
 CARGO_LAMBDA_VERSION=1.9.2
-STACK_FUNCTIONS="start-run plan-run export-chunk write-manifest finish-run"
+STACK_FUNCTIONS="start-run plan-run export-chunk write-manifest finish-run trigger-run"
 STACK_PIDS=()
 
 started() { # records a process this shell started
@@ -67,6 +67,7 @@ stack_env() {
   export BATCH_EXPORT_WORK_BUCKET=${BATCH_EXPORT_WORK_BUCKET:-batch-exports-work}
   export BATCH_EXPORT_EXPORTS_TABLE=${BATCH_EXPORT_EXPORTS_TABLE:-batch-exports}
   export BATCH_EXPORT_RUNS_TABLE=${BATCH_EXPORT_RUNS_TABLE:-batch-export-runs}
+  export BATCH_EXPORT_KMS_KEY_ID=${BATCH_EXPORT_KMS_KEY_ID:-alias/batch-exports}
   # Small chunks, so that sample intervals go through the Map state in several chunks.
   export BATCH_EXPORT_CHUNK_MAX_ROWS=${BATCH_EXPORT_CHUNK_MAX_ROWS:-50000}
   export BATCH_EXPORT_CHUNK_CONCURRENCY=${BATCH_EXPORT_CHUNK_CONCURRENCY:-$FUNCTION_INSTANCES}

@@ -74,8 +74,9 @@ fn local_midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
 
 /// Parses an IANA time zone name (`UTC`, `Europe/Berlin`).
 pub fn parse_timezone(name: &str) -> Result<Tz> {
-    name.parse::<Tz>()
-        .map_err(|_| ExportError::config("timezone", format!("`{name}` is not an IANA time zone name (e.g. Europe/Berlin)")))
+    name.parse::<Tz>().map_err(|_| {
+        ExportError::config("timezone", format!("`{name}` is not an IANA time zone name (e.g. Europe/Berlin)"))
+    })
 }
 
 /// Where an export's files go. Serialized as the reference does: `{"type": "S3", "config": {...}}`.
@@ -83,6 +84,15 @@ pub fn parse_timezone(name: &str) -> Result<Tz> {
 #[serde(tag = "type", content = "config")]
 pub enum Destination {
     S3(S3DestinationConfig),
+}
+
+impl Destination {
+    /// The config fields that are credentials: encrypted at rest, never returned or logged.
+    pub fn secret_fields(&self) -> &'static [&'static str] {
+        match self {
+            Destination::S3(_) => &["aws_access_key_id", "aws_secret_access_key"],
+        }
+    }
 }
 
 /// One batch export.

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod runs;
 pub mod s3;
 pub mod schedules;
+pub mod secrets;
 pub mod steps;
 pub mod store;
 pub mod synthetic;

@@ -126,7 +126,9 @@ impl Schedules {
             .arn(&self.settings.target_arn)
             .role_arn(&self.settings.role_arn)
             .input(schedule_input(export))
-            .retry_policy(RetryPolicy::builder().maximum_event_age_in_seconds(86_400).maximum_retry_attempts(20).build())
+            .retry_policy(
+                RetryPolicy::builder().maximum_event_age_in_seconds(86_400).maximum_retry_attempts(20).build(),
+            )
             .build()
             .map_err(|e| ExportError::Internal(format!("schedule target: {e}")))?;
         let state = if export.paused { ScheduleState::Disabled } else { ScheduleState::Enabled };

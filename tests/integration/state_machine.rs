@@ -11,6 +11,7 @@ use batch_exports::config::{Compression, FileFormat};
 use batch_exports::exports::{BatchExport, Destination, ExportInterval};
 use batch_exports::model::Model;
 use batch_exports::runs::{Run, RunStatus};
+use batch_exports::secrets::SecretBox;
 use batch_exports::store::{Begin, ExportStore, RunStore, Tables};
 use batch_exports::synthetic::SyntheticEvents;
 use batch_exports::{Interval, S3DestinationConfig};
@@ -35,6 +36,7 @@ fn unique_ids() -> (i64, String) {
 
 struct Stack {
     s3: aws_sdk_s3::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
     exports: ExportStore,
     runs: RunStore,
 }
@@ -49,7 +51,12 @@ async fn stack() -> Stack {
     let tables = Tables::from_env();
     Stack {
         s3: s3(&base),
-        exports: ExportStore::new(dynamodb.clone(), tables.exports),
+        dynamodb: dynamodb.clone(),
+        exports: ExportStore::new(
+            dynamodb.clone(),
+            tables.exports,
+            SecretBox::from_env(aws_sdk_kms::Client::new(&base)).unwrap(),
+        ),
         runs: RunStore::new(dynamodb, tables.runs),
     }
 }
@@ -195,6 +202,24 @@ async fn a_run_exports_200k_events_of_one_hour() {
     config.aws_access_key_id = Some(key_id.clone());
     config.aws_secret_access_key = Some(secret.clone());
     stack.create_export(team, &export_id, config.clone()).await;
+    // At rest the credentials are KMS ciphertexts; only `get_with_secrets` decrypts them.
+    let raw = stack
+        .dynamodb
+        .get_item()
+        .table_name(Tables::from_env().exports)
+        .key("team_id", aws_sdk_dynamodb::types::AttributeValue::N(team.to_string()))
+        .key("id", aws_sdk_dynamodb::types::AttributeValue::S(export_id.clone()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the export item");
+    let raw = format!("{raw:?}");
+    assert!(raw.contains("encrypted_secrets") && !raw.contains(&key_id) && !raw.contains(&secret), "{raw}");
+    let Destination::S3(stored) = stack.exports.get(team, &export_id).await.unwrap().destination;
+    assert_eq!((stored.aws_access_key_id, stored.aws_secret_access_key), (None, None));
+    let Destination::S3(opened) = stack.exports.get_with_secrets(team, &export_id).await.unwrap().destination;
+    assert_eq!(opened.aws_secret_access_key.as_deref(), Some(secret.as_str()));
 
     let execution = execute(&format!("{export_id}-1"), team, &export_id).await;
     assert_eq!(execution.status, "SUCCEEDED", "{execution:?}");

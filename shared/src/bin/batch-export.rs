@@ -4,8 +4,8 @@
 //! - `seed-lake` writes deterministic sample events into the lake layout.
 //! - `list BUCKET` lists keys and sizes.
 //! - `export` exports one interval of a team's events to an S3 destination and prints what it wrote as JSON.
-//! - `setup-local` creates the lake and work buckets and the tables the functions use (from the same
-//!   environment variables as the functions; idempotent).
+//! - `setup-local` creates the lake and work buckets, the tables and the KMS key alias the functions use (from
+//!   the same environment variables as the functions; idempotent).
 //! - `create-export` writes an export record to the exports table.
 //! - `show-run` prints the run record of an export's interval.
 //!
@@ -18,6 +18,7 @@ use batch_exports::config::Compression;
 use batch_exports::exports::{BatchExport, Destination};
 use batch_exports::lake::writer::{lake_object_key, ndjson_bytes, parquet_bytes, put_object};
 use batch_exports::s3::{destination_client, lake_client, S3Target};
+use batch_exports::secrets::{ensure_key_alias, SecretBox};
 use batch_exports::store::{create_tables, ExportStore, RunStore, Tables};
 use batch_exports::synthetic::SyntheticEvents;
 use batch_exports::{export_events, EngineSettings, ExportError, FileSink, Interval, LakeStore, S3DestinationConfig};
@@ -141,6 +142,10 @@ async fn run(command: Command) -> Result<(), ExportError> {
             let tables = Tables::from_env();
             create_tables(&dynamodb, &tables).await?;
             println!("tables {} and {} ready", tables.exports, tables.runs);
+            let alias = std::env::var("BATCH_EXPORT_KMS_KEY_ID")
+                .map_err(|_| ExportError::config("BATCH_EXPORT_KMS_KEY_ID", "is not set"))?;
+            ensure_key_alias(&aws_sdk_kms::Client::new(&base), &alias).await?;
+            println!("KMS key {alias} ready");
         }
         Command::CreateExport { team_id, id, name, interval, config } => {
             let export = BatchExport {
@@ -158,7 +163,8 @@ async fn run(command: Command) -> Result<(), ExportError> {
                 created_at: Utc::now(),
                 last_paused_at: None,
             };
-            ExportStore::new(dynamodb, Tables::from_env().exports).put(&export).await?;
+            let secrets = SecretBox::from_env(aws_sdk_kms::Client::new(&base))?;
+            ExportStore::new(dynamodb, Tables::from_env().exports, secrets).put(&export).await?;
             println!("created export {} of team {team_id}: {:?}", export.id, export.destination);
         }
         Command::ShowRun { export_id, end } => {

@@ -28,7 +28,7 @@ pub struct ChunkOutput {
 pub async fn export_chunk(services: &Services, input: ChunkInput) -> Result<ChunkOutput> {
     let run = &input.run;
     let result: Result<ChunkOutput> = async {
-        let (config, filter) = services.destination(run).await?;
+        let (config, filter) = services.destination(run, true).await?;
         let plan = services.work.load_chunk_plan(run, input.chunk).await?;
         let sink = FileSink::S3(S3Target::new(destination_client(&services.aws, &config), &config));
         let files = write_chunk(&services.lake, &sink, &filter, &plan, &config, &services.engine).await?;

@@ -1,5 +1,6 @@
 //! The steps of an export run on Step Functions, one per Lambda: [`start_run`], [`plan_run`],
-//! [`export_chunk`], [`write_manifest`] and [`finish_run`]. Each is a plain async function of the
+//! [`export_chunk`], [`write_manifest`] and [`finish_run`]; and [`trigger_run`], the schedules' target, which
+//! starts the state machine. Each is a plain async function of the
 //! [`Services`] (clients and settings built once per Lambda instance) and its JSON input; the function crates
 //! only wire them to the Lambda runtime ([`crate::lambda`]).
 //!
@@ -11,12 +12,14 @@ mod export_chunk;
 mod finish_run;
 mod plan_run;
 mod start_run;
+mod trigger_run;
 mod write_manifest;
 
 pub use self::export_chunk::{export_chunk, ChunkInput, ChunkOutput};
 pub use self::finish_run::{finish_run, FinishInput, FinishOutput, StepFailure};
 pub use self::plan_run::{plan_run, PlanOutput};
 pub use self::start_run::{start_run, RunRequest, StartInput, StartOutput};
+pub use self::trigger_run::{execution_name, trigger_run, TriggerOutput};
 pub use self::write_manifest::{write_manifest, ManifestInput, ManifestOutput};
 
 use aws_config::{BehaviorVersion, SdkConfig};
@@ -28,6 +31,7 @@ use crate::lake::{LakeStore, RowFilter};
 use crate::plan::{ChunkLimits, WorkStore};
 use crate::runs::RunRef;
 use crate::s3::lake_client;
+use crate::secrets::SecretBox;
 use crate::store::{ExportStore, RunStore, Tables};
 use crate::S3DestinationConfig;
 
@@ -45,6 +49,9 @@ pub struct Services {
     pub run_lease: Duration,
     /// Chunks exported at once (the Map state's `MaxConcurrencyPath`).
     pub chunk_concurrency: usize,
+    pub sfn: aws_sdk_sfn::Client,
+    /// The export state machine (`BATCH_EXPORT_STATE_MACHINE_ARN`), which the run trigger starts.
+    pub state_machine_arn: Option<String>,
 }
 
 impl Services {
@@ -52,7 +59,8 @@ impl Services {
     /// `BATCH_EXPORT_LAKE_BUCKET` (required), `BATCH_EXPORT_LAKE_PREFIX` (default empty),
     /// `BATCH_EXPORT_WORK_BUCKET` (default: the lake bucket), `BATCH_EXPORT_WORK_PREFIX` (default
     /// `batch-export-runs/`), `BATCH_EXPORT_RUN_LEASE_SECONDS` (default 10800, the state machine's timeout),
-    /// `BATCH_EXPORT_CHUNK_CONCURRENCY` (default 4),
+    /// `BATCH_EXPORT_CHUNK_CONCURRENCY` (default 4), `BATCH_EXPORT_KMS_KEY_ID` (required: the key of the
+    /// destination credentials), `BATCH_EXPORT_STATE_MACHINE_ARN` (the trigger's),
     /// the table names ([`Tables::from_env`]), the chunk limits ([`ChunkLimits::from_env`]) and the engine
     /// settings ([`EngineSettings::from_env`]). AWS clients honour `AWS_ENDPOINT_URL`.
     pub async fn from_env() -> Result<Self> {
@@ -62,8 +70,9 @@ impl Services {
         let s3 = lake_client(&aws);
         let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
         let tables = Tables::from_env();
+        let secrets = SecretBox::from_env(aws_sdk_kms::Client::new(&aws))?;
         Ok(Services {
-            exports: ExportStore::new(dynamodb.clone(), tables.exports),
+            exports: ExportStore::new(dynamodb.clone(), tables.exports, secrets),
             runs: RunStore::new(dynamodb, tables.runs),
             lake: LakeStore::S3 {
                 client: s3.clone(),
@@ -79,13 +88,20 @@ impl Services {
             chunks: ChunkLimits::from_env()?,
             run_lease: Duration::seconds(env_number("BATCH_EXPORT_RUN_LEASE_SECONDS", 10_800)? as i64),
             chunk_concurrency: env_number("BATCH_EXPORT_CHUNK_CONCURRENCY", 4)?.max(1),
+            sfn: aws_sdk_sfn::Client::new(&aws),
+            state_machine_arn: std::env::var("BATCH_EXPORT_STATE_MACHINE_ARN").ok(),
             aws,
         })
     }
 
-    /// The S3 destination config of a run's export and the row filter it implies.
-    async fn destination(&self, run: &RunRef) -> Result<(S3DestinationConfig, RowFilter)> {
-        let export = self.exports.get(run.team_id, &run.export_id).await?;
+    /// The S3 destination config of a run's export (with its credentials decrypted when `with_secrets`) and
+    /// the row filter it implies.
+    async fn destination(&self, run: &RunRef, with_secrets: bool) -> Result<(S3DestinationConfig, RowFilter)> {
+        let export = if with_secrets {
+            self.exports.get_with_secrets(run.team_id, &run.export_id).await?
+        } else {
+            self.exports.get(run.team_id, &run.export_id).await?
+        };
         let config = export.s3_config()?.clone();
         let filter = RowFilter::new(run.team_id, run.interval, &config.include_events, &config.exclude_events);
         Ok((config, filter))

@@ -18,7 +18,7 @@ pub struct PlanOutput {
 }
 
 pub async fn plan_run(services: &Services, run: RunRef) -> Result<PlanOutput> {
-    let (config, filter) = services.destination(&run).await?;
+    let (config, filter) = services.destination(&run, false).await?;
     // Without a file size limit the reference writes one file per run, so the run is one chunk.
     let limits = config.max_file_size_bytes().map(|_| services.chunks);
     let chunks = plan_chunks(&services.lake, &filter, &services.engine, limits).await?;

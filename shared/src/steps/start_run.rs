@@ -20,14 +20,14 @@ pub struct RunRequest {
     pub export_id: String,
     /// When the schedule fired (EventBridge Scheduler's `<aws.scheduler.scheduled-time>`); the run covers the
     /// interval that ended at or just before it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_time: Option<DateTime<Utc>>,
     /// An explicit interval (backfills and retries), instead of `scheduled_time`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_interval_start: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_interval_end: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backfill_id: Option<String>,
 }
 

@@ -26,7 +26,7 @@ pub struct ManifestOutput {
 
 pub async fn write_manifest(services: &Services, input: ManifestInput) -> Result<ManifestOutput> {
     let run = &input.run;
-    let (config, _) = services.destination(run).await?;
+    let (config, _) = services.destination(run, true).await?;
     let mut files = Vec::new();
     for chunk in 0..input.chunks {
         files.extend(services.work.load_chunk_files(run, chunk).await?);
