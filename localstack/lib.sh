@@ -68,6 +68,7 @@ stack_env() {
   export BATCH_EXPORT_EXPORTS_TABLE=${BATCH_EXPORT_EXPORTS_TABLE:-batch-exports}
   export BATCH_EXPORT_RUNS_TABLE=${BATCH_EXPORT_RUNS_TABLE:-batch-export-runs}
   export BATCH_EXPORT_KMS_KEY_ID=${BATCH_EXPORT_KMS_KEY_ID:-alias/batch-exports}
+  export BATCH_EXPORT_SCHEDULE_GROUP=${BATCH_EXPORT_SCHEDULE_GROUP:-batch-exports}
   # Small chunks, so that sample intervals go through the Map state in several chunks.
   export BATCH_EXPORT_CHUNK_MAX_ROWS=${BATCH_EXPORT_CHUNK_MAX_ROWS:-50000}
   export BATCH_EXPORT_CHUNK_CONCURRENCY=${BATCH_EXPORT_CHUNK_CONCURRENCY:-$FUNCTION_INSTANCES}

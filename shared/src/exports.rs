@@ -119,6 +119,9 @@ pub struct BatchExport {
     pub created_at: DateTime<Utc>,
     #[serde(default)]
     pub last_paused_at: Option<DateTime<Utc>>,
+    /// Why the export was paused by the system (auto-pause after repeated failures), if it was.
+    #[serde(default)]
+    pub paused_reason: Option<String>,
 }
 
 fn utc() -> String {
@@ -247,6 +250,7 @@ mod tests {
             end_at: Some(t("2026-12-01T00:00:00Z")),
             created_at: t("2026-01-01T00:00:00Z"),
             last_paused_at: None,
+            paused_reason: None,
         };
         let now = t("2026-11-21T10:30:00Z");
         let ok = Interval::parse("2026-11-21T09:00:00Z", "2026-11-21T10:00:00Z").unwrap();

@@ -2,6 +2,7 @@
 //! the S3 writer, the run entry point ([`export::export_events`]), the DynamoDB stores and the steps of a run
 //! on Step Functions ([`steps`]).
 
+pub mod autopause;
 pub mod config;
 pub mod encode;
 pub mod error;

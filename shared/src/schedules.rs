@@ -170,6 +170,12 @@ impl Schedules {
         Ok(())
     }
 
+    /// Enables or disables the export's schedule, keeping the rest of it (pause and unpause). A missing
+    /// schedule is fine (an export created without one).
+    pub async fn set_enabled(&self, export_id: &str, enabled: bool) -> Result<()> {
+        set_schedule_enabled(&self.client, &self.settings.group, export_id, enabled).await
+    }
+
     /// Deletes the export's schedule (a missing one is fine: deleting is idempotent).
     pub async fn delete(&self, export_id: &str) -> Result<()> {
         let name = schedule_name(export_id);
@@ -179,6 +185,37 @@ impl Schedules {
             Err(e) => Err(classify_sdk_error(e, "DeleteSchedule", &name, None)),
         }
     }
+}
+
+/// [`Schedules::set_enabled`] for callers that only know the schedule group.
+pub async fn set_schedule_enabled(
+    client: &aws_sdk_scheduler::Client,
+    group: &str,
+    export_id: &str,
+    enabled: bool,
+) -> Result<()> {
+    let name = schedule_name(export_id);
+    let current = match client.get_schedule().name(&name).group_name(group).send().await {
+        Ok(current) => current,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => return Ok(()),
+        Err(e) => return Err(classify_sdk_error(e, "GetSchedule", &name, None)),
+    };
+    let state = if enabled { ScheduleState::Enabled } else { ScheduleState::Disabled };
+    client
+        .update_schedule()
+        .name(&name)
+        .group_name(group)
+        .set_schedule_expression(current.schedule_expression)
+        .set_schedule_expression_timezone(current.schedule_expression_timezone)
+        .set_start_date(current.start_date)
+        .set_end_date(current.end_date)
+        .set_flexible_time_window(current.flexible_time_window)
+        .set_target(current.target)
+        .state(state)
+        .send()
+        .await
+        .map_err(|e| classify_sdk_error(e, "UpdateSchedule", &name, None))?;
+    Ok(())
 }
 
 #[cfg(test)]

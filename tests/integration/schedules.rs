@@ -30,6 +30,7 @@ fn export(id: &str, interval: ExportInterval, timezone: &str) -> BatchExport {
         end_at: None,
         created_at: Utc::now(),
         last_paused_at: None,
+        paused_reason: None,
     }
 }
 

@@ -11,6 +11,7 @@ use batch_exports::config::{Compression, FileFormat};
 use batch_exports::exports::{BatchExport, Destination, ExportInterval};
 use batch_exports::model::Model;
 use batch_exports::runs::{Run, RunStatus};
+use batch_exports::schedules::{schedule_name, ScheduleSettings, Schedules};
 use batch_exports::secrets::SecretBox;
 use batch_exports::store::{Begin, ExportStore, RunStore, Tables};
 use batch_exports::synthetic::SyntheticEvents;
@@ -90,6 +91,7 @@ impl Stack {
             end_at: None,
             created_at: Utc::now(),
             last_paused_at: None,
+            paused_reason: None,
         };
         self.exports.put(&export).await.unwrap();
     }
@@ -513,4 +515,56 @@ async fn a_malformed_lake_row_fails_the_run_naming_the_object_and_line() {
     let error = run.latest_error.unwrap();
     assert!(error.contains(&bad_key) && error.contains("line 4"), "{error}");
     assert!(list_keys(&stack.s3, &destination).await.is_empty(), "nothing is written for a run that cannot be read");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_failed_runs_pause_the_export_and_disable_its_schedule() {
+    let stack = stack().await;
+    let (team, export_id) = unique_ids();
+    stack.seed(team, 1, 100).await;
+    let missing = format!("no-such-bucket-{team}");
+    stack.create_export(team, &export_id, S3DestinationConfig::new(&missing)).await;
+    // The export's schedule, in the group the functions use.
+    let base = local_stack().await;
+    let settings = ScheduleSettings {
+        group: std::env::var("BATCH_EXPORT_SCHEDULE_GROUP").unwrap_or_else(|_| "batch-exports".into()),
+        target_arn: "arn:aws:lambda:us-east-1:123456789012:function:trigger-run".into(),
+        role_arn: "arn:aws:iam::123456789012:role/scheduler".into(),
+        delay_minutes: 1,
+    };
+    let scheduler = aws_sdk_scheduler::Client::new(&base);
+    let schedules = Schedules::new(scheduler.clone(), settings.clone());
+    schedules.ensure_group().await.unwrap();
+    let export = stack.exports.get(team, &export_id).await.unwrap();
+    schedules.put(&export).await.unwrap();
+
+    // Nine earlier hours failed already.
+    let now = Utc::now();
+    for h in 1..=9 {
+        let end = hour() - Duration::hours(h);
+        let interval = Interval::new(end - Duration::hours(1), end).unwrap();
+        let Begin::Started(run) = stack
+            .runs
+            .begin(Run::new(&export_id, team, interval, None, None, now), Duration::hours(3), now)
+            .await
+            .unwrap()
+        else {
+            panic!("not started")
+        };
+        stack.runs.mark_running(&run.reference(), now).await.unwrap();
+        stack.runs.fail(&run.reference(), RunStatus::Failed, "bucket does not exist", now).await.unwrap();
+    }
+    assert!(!stack.exports.get(team, &export_id).await.unwrap().paused);
+
+    // The tenth failure, through the state machine, pauses it.
+    let execution = execute(&format!("{export_id}-1"), team, &export_id).await;
+    assert_eq!(execution.status, "FAILED", "{:?}", execution.error);
+    let export = stack.exports.get(team, &export_id).await.unwrap();
+    assert!(export.paused && export.last_paused_at.is_some());
+    let reason = export.paused_reason.unwrap();
+    assert!(reason.contains("10 of the last 24 runs failed") && reason.contains(&missing), "{reason}");
+    let schedule =
+        scheduler.get_schedule().name(schedule_name(&export_id)).group_name(&settings.group).send().await.unwrap();
+    assert_eq!(schedule.state(), Some(&aws_sdk_scheduler::types::ScheduleState::Disabled));
+    assert_eq!(schedule.schedule_expression(), Some("cron(1 * * * ? *)"), "the rest of the schedule is kept");
 }

@@ -162,6 +162,7 @@ async fn run(command: Command) -> Result<(), ExportError> {
                 end_at: None,
                 created_at: Utc::now(),
                 last_paused_at: None,
+                paused_reason: None,
             };
             let secrets = SecretBox::from_env(aws_sdk_kms::Client::new(&base))?;
             ExportStore::new(dynamodb, Tables::from_env().exports, secrets).put(&export).await?;

@@ -6,8 +6,10 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::Services;
+use crate::autopause::{check_window, pause_reason};
 use crate::error::{Result, NON_RETRYABLE_ERROR_TYPE};
 use crate::runs::{RunRef, RunStatus};
+use crate::schedules::set_schedule_enabled;
 
 /// What a Step Functions `Catch` puts at its `ResultPath`: the error name and its cause (for a Lambda error,
 /// the JSON `{"errorType": ..., "errorMessage": ...}`).
@@ -59,16 +61,27 @@ pub struct FinishOutput {
     pub bytes_exported: Option<u64>,
     pub files: usize,
     pub latest_error: Option<String>,
+    /// Set when this failure paused the export ([`crate::autopause`]).
+    #[serde(default)]
+    pub paused_reason: Option<String>,
 }
 
 pub async fn finish_run(services: &Services, input: FinishInput) -> Result<FinishOutput> {
     let run = &input.run;
-    let ended = match &input.error {
+    let (ended, paused_reason) = match &input.error {
         None => {
             let outcome = services.work.load_outcome(run).await?;
-            services.runs.complete(run, &outcome, Utc::now()).await?
+            (services.runs.complete(run, &outcome, Utc::now()).await?, None)
         }
-        Some(failure) => services.runs.fail(run, failure.status(), &failure.message(), Utc::now()).await?,
+        Some(failure) => {
+            let ended = services.runs.fail(run, failure.status(), &failure.message(), Utc::now()).await?;
+            // The failure is recorded; a failing check is logged and made again after the next failure.
+            let paused = pause_if_failing(services, run).await.unwrap_or_else(|e| {
+                tracing::warn!(export_id = %run.export_id, error = %e, "could not check the export for auto-pause");
+                None
+            });
+            (ended, paused)
+        }
     };
     tracing::info!(run_id = %ended.run_id, status = ended.status.as_str(), "run finished");
     Ok(FinishOutput {
@@ -78,7 +91,22 @@ pub async fn finish_run(services: &Services, input: FinishInput) -> Result<Finis
         bytes_exported: ended.bytes_exported,
         files: ended.files.len(),
         latest_error: ended.latest_error,
+        paused_reason,
     })
+}
+
+/// Pauses the run's export (and disables its schedule) when its latest runs fail too often.
+async fn pause_if_failing(services: &Services, run: &RunRef) -> Result<Option<String>> {
+    let export = services.exports.get(run.team_id, &run.export_id).await?;
+    if export.paused {
+        return Ok(None);
+    }
+    let latest = services.runs.list(&run.export_id, check_window(export.interval) as i32).await?;
+    let Some(reason) = pause_reason(export.interval, &latest) else { return Ok(None) };
+    services.exports.pause(export.team_id, &export.id, &reason, Utc::now()).await?;
+    set_schedule_enabled(&services.scheduler, &services.schedule_group, &export.id, false).await?;
+    tracing::warn!(export_id = %export.id, reason = %reason, "export paused");
+    Ok(Some(reason))
 }
 
 #[cfg(test)]

@@ -50,6 +50,9 @@ pub struct Services {
     /// Chunks exported at once (the Map state's `MaxConcurrencyPath`).
     pub chunk_concurrency: usize,
     pub sfn: aws_sdk_sfn::Client,
+    pub scheduler: aws_sdk_scheduler::Client,
+    /// The export schedules' group (`BATCH_EXPORT_SCHEDULE_GROUP`, default `batch-exports`).
+    pub schedule_group: String,
     /// The export state machine (`BATCH_EXPORT_STATE_MACHINE_ARN`), which the run trigger starts.
     pub state_machine_arn: Option<String>,
 }
@@ -89,6 +92,8 @@ impl Services {
             run_lease: Duration::seconds(env_number("BATCH_EXPORT_RUN_LEASE_SECONDS", 10_800)? as i64),
             chunk_concurrency: env_number("BATCH_EXPORT_CHUNK_CONCURRENCY", 4)?.max(1),
             sfn: aws_sdk_sfn::Client::new(&aws),
+            scheduler: aws_sdk_scheduler::Client::new(&aws),
+            schedule_group: std::env::var("BATCH_EXPORT_SCHEDULE_GROUP").unwrap_or_else(|_| "batch-exports".into()),
             state_machine_arn: std::env::var("BATCH_EXPORT_STATE_MACHINE_ARN").ok(),
             aws,
         })

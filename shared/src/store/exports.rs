@@ -55,6 +55,39 @@ impl ExportStore {
         })
     }
 
+    /// Pauses an export, recording why; returns the export as it is now.
+    pub async fn pause(
+        &self,
+        team_id: i64,
+        id: &str,
+        reason: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<BatchExport> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("team_id", AttributeValue::N(team_id.to_string()))
+            .key("id", AttributeValue::S(id.to_string()))
+            .update_expression("SET paused = :paused, paused_reason = :reason, last_paused_at = :now")
+            .condition_expression("attribute_exists(id)")
+            .expression_attribute_values(":paused", AttributeValue::Bool(true))
+            .expression_attribute_values(":reason", AttributeValue::S(reason.to_string()))
+            .expression_attribute_values(":now", serde_dynamo::to_attribute_value(now).expect("a time converts"))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(s) if s.is_conditional_check_failed_exception() => {
+                    ExportError::NotFound { what: "batch export", id: id.to_string() }
+                }
+                _ => classify_sdk_error(e, "UpdateItem", &self.table, None),
+            })?;
+        let item: Value =
+            serde_dynamo::from_item(out.attributes.unwrap_or_default()).map_err(|e| item_error(&self.table, e))?;
+        self.decode(without_secrets(item))
+    }
+
     /// Writes an export (creates it, or replaces the item with the same id), its credentials encrypted.
     pub async fn put(&self, export: &BatchExport) -> Result<()> {
         let sealed = self.secrets.seal(export).await?;
