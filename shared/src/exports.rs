@@ -129,6 +129,31 @@ fn utc() -> String {
 }
 
 impl BatchExport {
+    /// A new, unpaused events export in UTC, with no start or end date.
+    pub fn new(
+        id: impl Into<String>,
+        team_id: i64,
+        name: impl Into<String>,
+        destination: Destination,
+        interval: ExportInterval,
+    ) -> Self {
+        BatchExport {
+            id: id.into(),
+            team_id,
+            name: name.into(),
+            model: Model::Events,
+            destination,
+            interval,
+            timezone: utc(),
+            paused: false,
+            start_at: None,
+            end_at: None,
+            created_at: Utc::now(),
+            last_paused_at: None,
+            paused_reason: None,
+        }
+    }
+
     /// The interval a run scheduled at `scheduled` covers, in the export's time zone.
     pub fn interval_scheduled_at(&self, scheduled: DateTime<Utc>) -> Result<Interval> {
         self.interval.interval_ending_at_or_before(scheduled, parse_timezone(&self.timezone)?)
@@ -237,21 +262,10 @@ mod tests {
 
     #[test]
     fn run_intervals_are_checked() {
-        let export = BatchExport {
-            id: "e".into(),
-            team_id: 1,
-            name: "n".into(),
-            model: Model::Events,
-            destination: Destination::S3(S3DestinationConfig::new("bucket")),
-            interval: ExportInterval::Hour,
-            timezone: "UTC".into(),
-            paused: false,
-            start_at: Some(t("2026-01-01T00:00:00Z")),
-            end_at: Some(t("2026-12-01T00:00:00Z")),
-            created_at: t("2026-01-01T00:00:00Z"),
-            last_paused_at: None,
-            paused_reason: None,
-        };
+        let mut export =
+            BatchExport::new("e", 1, "n", Destination::S3(S3DestinationConfig::new("bucket")), ExportInterval::Hour);
+        export.start_at = Some(t("2026-01-01T00:00:00Z"));
+        export.end_at = Some(t("2026-12-01T00:00:00Z"));
         let now = t("2026-11-21T10:30:00Z");
         let ok = Interval::parse("2026-11-21T09:00:00Z", "2026-11-21T10:00:00Z").unwrap();
         export.check_run_interval(&ok, now).unwrap();

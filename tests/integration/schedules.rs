@@ -4,7 +4,6 @@
 
 use aws_sdk_scheduler::types::{FlexibleTimeWindowMode, ScheduleState};
 use batch_exports::exports::{BatchExport, Destination, ExportInterval};
-use batch_exports::model::Model;
 use batch_exports::schedules::{schedule_name, ScheduleSettings, Schedules};
 use batch_exports::steps::{trigger_run, RunRequest, Services};
 use batch_exports::S3DestinationConfig;
@@ -17,21 +16,9 @@ fn t(s: &str) -> DateTime<Utc> {
 }
 
 fn export(id: &str, interval: ExportInterval, timezone: &str) -> BatchExport {
-    BatchExport {
-        id: id.into(),
-        team_id: 42,
-        name: id.into(),
-        model: Model::Events,
-        destination: Destination::S3(S3DestinationConfig::new("exports")),
-        interval,
-        timezone: timezone.into(),
-        paused: false,
-        start_at: None,
-        end_at: None,
-        created_at: Utc::now(),
-        last_paused_at: None,
-        paused_reason: None,
-    }
+    let mut export = BatchExport::new(id, 42, id, Destination::S3(S3DestinationConfig::new("exports")), interval);
+    export.timezone = timezone.into();
+    export
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

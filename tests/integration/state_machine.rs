@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use batch_exports::config::{Compression, FileFormat};
 use batch_exports::exports::{BatchExport, Destination, ExportInterval};
-use batch_exports::model::Model;
 use batch_exports::runs::{Run, RunStatus};
 use batch_exports::schedules::{schedule_name, ScheduleSettings, Schedules};
 use batch_exports::secrets::SecretBox;
@@ -78,21 +77,8 @@ impl Stack {
     }
 
     async fn create_export(&self, team: i64, id: &str, config: S3DestinationConfig) {
-        let export = BatchExport {
-            id: id.to_string(),
-            team_id: team,
-            name: format!("test export {id}"),
-            model: Model::Events,
-            destination: Destination::S3(config),
-            interval: ExportInterval::Hour,
-            timezone: "UTC".into(),
-            paused: false,
-            start_at: None,
-            end_at: None,
-            created_at: Utc::now(),
-            last_paused_at: None,
-            paused_reason: None,
-        };
+        let export =
+            BatchExport::new(id, team, format!("test export {id}"), Destination::S3(config), ExportInterval::Hour);
         self.exports.put(&export).await.unwrap();
     }
 

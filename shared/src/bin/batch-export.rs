@@ -148,22 +148,10 @@ async fn run(command: Command) -> Result<(), ExportError> {
             println!("KMS key {alias} ready");
         }
         Command::CreateExport { team_id, id, name, interval, config } => {
-            let export = BatchExport {
-                id,
-                team_id,
-                name,
-                model: Default::default(),
-                destination: Destination::S3(S3DestinationConfig::from_json(&config)?),
-                interval: serde_json::from_value(serde_json::Value::String(interval.clone()))
-                    .map_err(|_| ExportError::config("interval", format!("`{interval}` is not an interval")))?,
-                timezone: "UTC".into(),
-                paused: false,
-                start_at: None,
-                end_at: None,
-                created_at: Utc::now(),
-                last_paused_at: None,
-                paused_reason: None,
-            };
+            let interval = serde_json::from_value(serde_json::Value::String(interval.clone()))
+                .map_err(|_| ExportError::config("interval", format!("`{interval}` is not an interval")))?;
+            let destination = Destination::S3(S3DestinationConfig::from_json(&config)?);
+            let export = BatchExport::new(id, team_id, name, destination, interval);
             let secrets = SecretBox::from_env(aws_sdk_kms::Client::new(&base))?;
             ExportStore::new(dynamodb, Tables::from_env().exports, secrets).put(&export).await?;
             println!("created export {} of team {team_id}: {:?}", export.id, export.destination);
