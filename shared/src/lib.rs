@@ -3,6 +3,7 @@
 //! on Step Functions ([`steps`]).
 
 pub mod autopause;
+pub mod aws_error;
 pub mod config;
 pub mod encode;
 pub mod error;

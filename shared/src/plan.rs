@@ -11,11 +11,11 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::aws_error::classify_sdk_error;
 use crate::error::{ExportError, Result};
 use crate::export::{env_number, ExportOutcome, WrittenFile};
 use crate::lake::{LakeObject, RowPlan};
 use crate::runs::RunRef;
-use crate::s3::classify_sdk_error;
 
 /// How large a chunk may grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,10 +14,10 @@
 use aws_sdk_scheduler::types::{FlexibleTimeWindow, FlexibleTimeWindowMode, RetryPolicy, ScheduleState, Target};
 use chrono::{DateTime, Duration, Utc};
 
+use crate::aws_error::classify_sdk_error;
 use crate::error::{ExportError, Result};
 use crate::export::env_number;
 use crate::exports::{parse_timezone, BatchExport, ExportInterval};
-use crate::s3::classify_sdk_error;
 
 /// Where schedules go and what they start, from the environment.
 #[derive(Debug, Clone)]

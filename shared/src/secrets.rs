@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use aws_sdk_kms::primitives::Blob;
 use serde_json::Value;
 
+use crate::aws_error::classify_sdk_error;
 use crate::error::{ExportError, Result};
 use crate::exports::BatchExport;
-use crate::s3::classify_sdk_error;
 
 /// The attribute of an export item that holds its encrypted secrets.
 pub const ENCRYPTED_SECRETS: &str = "encrypted_secrets";

@@ -211,7 +211,7 @@ async fn run(command: Command) -> Result<(), ExportError> {
             let mut pages = s3.list_objects_v2().bucket(&bucket).into_paginator().send();
             while let Some(page) = pages.next().await {
                 let page =
-                    page.map_err(|e| batch_exports::s3::classify_sdk_error(e, "ListObjectsV2", &bucket, None))?;
+                    page.map_err(|e| batch_exports::aws_error::classify_sdk_error(e, "ListObjectsV2", &bucket, None))?;
                 for o in page.contents() {
                     println!("{:>12}  s3://{bucket}/{}", o.size().unwrap_or(0), o.key().unwrap_or_default());
                 }
@@ -237,7 +237,7 @@ async fn make_bucket(s3: &aws_sdk_s3::Client, name: &str) -> Result<(), ExportEr
         Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => {
             println!("bucket {name} exists")
         }
-        Err(e) => return Err(batch_exports::s3::classify_sdk_error(e, "CreateBucket", name, None)),
+        Err(e) => return Err(batch_exports::aws_error::classify_sdk_error(e, "CreateBucket", name, None)),
     }
     Ok(())
 }

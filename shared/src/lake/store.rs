@@ -11,9 +11,9 @@ use tokio::runtime::Handle;
 use tokio_util::io::SyncIoBridge;
 
 use super::{partition_hours, partition_prefix, LakeFormat};
+use crate::aws_error::classify_sdk_error;
 use crate::error::{ExportError, Result};
 use crate::model::Interval;
-use crate::s3::classify_sdk_error;
 
 /// One object of the lake, as listed for a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,11 +9,11 @@ use chrono::{DateTime, Utc};
 use parquet::arrow::ArrowWriter;
 
 use super::partition_prefix;
+use crate::aws_error::classify_sdk_error;
 use crate::config::Compression;
 use crate::encode::{events_record_batch, events_schema, CompressedWriter};
 use crate::error::{ExportError, Result};
 use crate::model::EventRow;
-use crate::s3::classify_sdk_error;
 
 /// The key of a lake object named `name` in the partition of `hour`.
 pub fn lake_object_key(lake_prefix: &str, team_id: i64, hour: DateTime<Utc>, name: &str) -> String {

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc::Receiver;
 use tokio::task::JoinSet;
 
-use super::classify_sdk_error;
+use crate::aws_error::classify_sdk_error;
 use crate::config::{Encryption, S3DestinationConfig};
 use crate::error::{ExportError, Result};
 

@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{RunRequest, Services};
+use crate::aws_error::classify_sdk_error;
 use crate::error::{ExportError, Result};
-use crate::s3::classify_sdk_error;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TriggerOutput {

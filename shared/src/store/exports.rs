@@ -4,10 +4,12 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 
-use super::item_error;
+use std::collections::HashMap;
+
+use super::{item_error, time_value};
+use crate::aws_error::classify_sdk_error;
 use crate::error::{ExportError, Result};
 use crate::exports::BatchExport;
-use crate::s3::classify_sdk_error;
 use crate::secrets::{without_secrets, SecretBox};
 
 #[derive(Debug, Clone)]
@@ -34,13 +36,19 @@ impl ExportStore {
         self.decode(self.secrets.open(item).await?)
     }
 
+    fn key(team_id: i64, id: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("team_id".to_string(), AttributeValue::N(team_id.to_string())),
+            ("id".to_string(), AttributeValue::S(id.to_string())),
+        ])
+    }
+
     async fn item(&self, team_id: i64, id: &str) -> Result<Value> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("team_id", AttributeValue::N(team_id.to_string()))
-            .key("id", AttributeValue::S(id.to_string()))
+            .set_key(Some(Self::key(team_id, id)))
             .consistent_read(true)
             .send()
             .await
@@ -50,9 +58,7 @@ impl ExportStore {
     }
 
     fn decode(&self, item: Value) -> Result<BatchExport> {
-        serde_json::from_value(item).map_err(|e| {
-            ExportError::Internal(format!("an item of table `{}` does not match the model: {e}", self.table))
-        })
+        serde_json::from_value(item).map_err(|e| item_error(&self.table, e))
     }
 
     /// Pauses an export, recording why; returns the export as it is now.
@@ -67,13 +73,12 @@ impl ExportStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("team_id", AttributeValue::N(team_id.to_string()))
-            .key("id", AttributeValue::S(id.to_string()))
+            .set_key(Some(Self::key(team_id, id)))
             .update_expression("SET paused = :paused, paused_reason = :reason, last_paused_at = :now")
             .condition_expression("attribute_exists(id)")
             .expression_attribute_values(":paused", AttributeValue::Bool(true))
             .expression_attribute_values(":reason", AttributeValue::S(reason.to_string()))
-            .expression_attribute_values(":now", serde_dynamo::to_attribute_value(now).expect("a time converts"))
+            .expression_attribute_values(":now", time_value(now))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await

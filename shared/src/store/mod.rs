@@ -19,8 +19,8 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 
+use crate::aws_error::classify_sdk_error;
 use crate::error::{ExportError, Result};
-use crate::s3::classify_sdk_error;
 
 /// The runs table's index by run id.
 pub const RUN_ID_INDEX: &str = "run_id";
@@ -88,7 +88,12 @@ pub async fn create_tables(client: &aws_sdk_dynamodb::Client, tables: &Tables) -
     Ok(())
 }
 
-/// Maps a serde_dynamo conversion failure of a stored item.
-fn item_error(table: &str, e: serde_dynamo::Error) -> ExportError {
+/// Maps a failure to convert a stored item into the model.
+fn item_error(table: &str, e: impl std::fmt::Display) -> ExportError {
     ExportError::Internal(format!("an item of table `{table}` does not match the model: {e}"))
+}
+
+/// A time as the tables store it (RFC 3339 UTC, as the models serialize it).
+fn time_value(t: chrono::DateTime<chrono::Utc>) -> aws_sdk_dynamodb::types::AttributeValue {
+    serde_dynamo::to_attribute_value(t).expect("a time converts")
 }

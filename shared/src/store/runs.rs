@@ -7,11 +7,11 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Duration, Utc};
 
-use super::item_error;
+use super::{item_error, time_value as time};
+use crate::aws_error::classify_sdk_error;
 use crate::error::{ExportError, Result};
 use crate::export::ExportOutcome;
 use crate::runs::{Run, RunRef, RunStatus};
-use crate::s3::classify_sdk_error;
 
 #[derive(Debug, Clone)]
 pub struct RunStore {
@@ -34,10 +34,6 @@ fn s(v: impl Into<String>) -> AttributeValue {
 
 fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
-}
-
-fn time(t: DateTime<Utc>) -> AttributeValue {
-    serde_dynamo::to_attribute_value(t).expect("a time converts")
 }
 
 fn status(v: RunStatus) -> AttributeValue {
