@@ -19,7 +19,7 @@ LAMBDA_PORT=${LAMBDA_PORT:-9055}
 FUNCTION_INSTANCES=${FUNCTION_INSTANCES:-2}
 MOTO_VERSION=5.2.5
 CARGO_LAMBDA_VERSION=1.9.2
-STACK_FUNCTIONS="start-run plan-run export-chunk write-manifest finish-run trigger-run"
+STACK_FUNCTIONS="start-run plan-run export-chunk write-manifest finish-run trigger-run advance-backfill api"
 STACK_PIDS=()
 
 started() { # records a process this shell started
@@ -68,7 +68,18 @@ stack_env() {
   export BATCH_EXPORT_EXPORTS_TABLE=${BATCH_EXPORT_EXPORTS_TABLE:-batch-exports}
   export BATCH_EXPORT_RUNS_TABLE=${BATCH_EXPORT_RUNS_TABLE:-batch-export-runs}
   export BATCH_EXPORT_KMS_KEY_ID=${BATCH_EXPORT_KMS_KEY_ID:-alias/batch-exports}
+  export BATCH_EXPORT_BACKFILLS_TABLE=${BATCH_EXPORT_BACKFILLS_TABLE:-batch-export-backfills}
+  export BATCH_EXPORT_API_KEYS_TABLE=${BATCH_EXPORT_API_KEYS_TABLE:-batch-export-api-keys}
   export BATCH_EXPORT_SCHEDULE_GROUP=${BATCH_EXPORT_SCHEDULE_GROUP:-batch-exports}
+  # The emulator's account and region: the API creates schedules targeting trigger-run and starts the backfill
+  # state machine there (moto records both; the local interpreter runs state machines).
+  local account=123456789012
+  export BATCH_EXPORT_SCHEDULE_TARGET_ARN=${BATCH_EXPORT_SCHEDULE_TARGET_ARN:-arn:aws:lambda:$AWS_REGION:$account:function:trigger-run}
+  export BATCH_EXPORT_SCHEDULER_ROLE_ARN=${BATCH_EXPORT_SCHEDULER_ROLE_ARN:-arn:aws:iam::$account:role/batch-exports-scheduler}
+  export BATCH_EXPORT_STATE_MACHINE_ARN=${BATCH_EXPORT_STATE_MACHINE_ARN:-arn:aws:states:$AWS_REGION:$account:stateMachine:batch-export}
+  export BATCH_EXPORT_BACKFILL_STATE_MACHINE_ARN=${BATCH_EXPORT_BACKFILL_STATE_MACHINE_ARN:-arn:aws:states:$AWS_REGION:$account:stateMachine:batch-export-backfill}
+  # The API function's HTTP endpoint (cargo lambda's function-URL emulation).
+  export BATCH_EXPORT_API_URL="http://127.0.0.1:$LAMBDA_PORT/lambda-url/api"
   # Small chunks, so that sample intervals go through the Map state in several chunks.
   export BATCH_EXPORT_CHUNK_MAX_ROWS=${BATCH_EXPORT_CHUNK_MAX_ROWS:-50000}
   export BATCH_EXPORT_CHUNK_CONCURRENCY=${BATCH_EXPORT_CHUNK_CONCURRENCY:-$FUNCTION_INSTANCES}
@@ -110,7 +121,7 @@ stack_up() {
 # Serves the function binaries (build them first: cargo build --workspace --bins) behind the Lambda APIs.
 functions_up() {
   local bin="${CARGO_TARGET_DIR:-$STACK_ROOT/target}/debug"
-  "$bin/batch-export" setup-local >&2
+  "$bin/batch-export" setup-local --statemachines "$STACK_ROOT/statemachines" >&2
   if lambda_alive; then
     echo "Lambda endpoint already running on 127.0.0.1:$LAMBDA_PORT" >&2
     return 0

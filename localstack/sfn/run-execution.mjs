@@ -4,14 +4,18 @@
 //                          [--history FILE]   (writes every event of the execution, as JSON, to FILE)
 //
 // `${XxxFunctionArn}` substitutions (template.yaml's DefinitionSubstitutions) become the function names the
-// local Lambda endpoint serves (`StartRun` -> `start-run`). Every Task invokes its function through the Lambda
-// Invoke API at AWS_ENDPOINT_URL_LAMBDA (cargo lambda watch serving the real binaries). A function error comes
+// local Lambda endpoint serves (`StartRun` -> `start-run`); `${XxxStateMachineArn}` names the definition
+// `xxx.asl.json` next to this one (`Export` -> `export.asl.json`). A Task with the
+// `arn:aws:states:::states:startExecution.sync:2` resource runs that definition here, as a nested execution, and
+// returns what Step Functions returns ({Output, Status, Name, ExecutionArn}); a failed nested execution fails the
+// task with `States.TaskFailed`, as on AWS. Every other Task invokes its function through the Lambda Invoke API at AWS_ENDPOINT_URL_LAMBDA (cargo lambda watch serving the real binaries). A function error comes
 // back from AWS as HTTP 200 with `X-Amz-Function-Error`, and from cargo lambda as HTTP 500; both become a
 // task error named by the function's `errorType`, with the Lambda-style JSON cause, so `Retry` and `Catch`
 // see what they would see on AWS.
 //
 // Prints one JSON line: {"status": "SUCCEEDED" | "FAILED", "output", "error", "cause", "retries": [...]}.
 import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { StateMachine } from 'aws-local-stepfunctions';
 
@@ -35,8 +39,14 @@ if (!endpoint) {
 }
 
 const kebab = (name) => name.replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase();
-const text = readFileSync(args.definition, 'utf8').replace(/\$\{(\w+)FunctionArn\}/g, (_, name) => kebab(name));
-const definition = JSON.parse(text);
+const STATE_MACHINE = 'local:stateMachine:';
+function load(path) {
+  const text = readFileSync(path, 'utf8')
+    .replace(/\$\{(\w+)StateMachineArn\}/g, (_, name) => `${STATE_MACHINE}${join(dirname(path), `${kebab(name)}.asl.json`)}`)
+    .replace(/\$\{(\w+)FunctionArn\}/g, (_, name) => kebab(name));
+  return JSON.parse(text);
+}
+const definition = load(args.definition);
 
 class TaskError extends Error {
   constructor(name, cause) {
@@ -70,10 +80,35 @@ async function invoke(functionName, payload) {
   throw new TaskError('Lambda.ServiceException', `${functionName}: HTTP ${response.status}: ${body}`);
 }
 
-// Every Task state, in nested Map and Parallel states too, invokes its Resource as a function name.
+// Runs a nested execution (`states:startExecution.sync:2`) of a local definition and waits for it.
+async function startExecutionSync(parameters) {
+  const path = String(parameters.StateMachineArn).replace(STATE_MACHINE, '');
+  const nested = load(path);
+  const name = parameters.Name ?? `nested-${Date.now()}`;
+  const input = typeof parameters.Input === 'string' ? JSON.parse(parameters.Input) : parameters.Input ?? {};
+  const execution = new StateMachine(nested, { validationOptions: { checkArn: false } }).run(input, {
+    overrides: { taskResourceLocalHandlers: taskHandlers(nested.States) },
+    context: { Execution: { Id: `local:${name}`, Name: name } },
+  });
+  const ExecutionArn = `arn:aws:states:local:000000000000:execution:${name}`;
+  try {
+    const output = await execution.result;
+    return { ExecutionArn, Name: name, Status: 'SUCCEEDED', Output: output };
+  } catch (e) {
+    const error = e.name === 'ExecutionError' && e.cause instanceof Error ? e.cause : e;
+    const cause = typeof error.cause === 'string' ? error.cause : error.message;
+    console.error(`[${name}] nested execution FAILED: ${error.name} ${cause}`);
+    throw new TaskError('States.TaskFailed', JSON.stringify({ ExecutionArn, Name: name, Status: 'FAILED', Error: error.name, Cause: cause }));
+  }
+}
+
+// Every Task state, in nested Map and Parallel states too, invokes its Resource as a function name, or runs
+// a nested execution.
 function taskHandlers(states, handlers = {}) {
   for (const [name, state] of Object.entries(states)) {
-    if (state.Type === 'Task') handlers[name] = (input) => invoke(state.Resource, input);
+    if (state.Type === 'Task' && state.Resource.startsWith('arn:aws:states:::states:startExecution')) {
+      handlers[name] = (input) => startExecutionSync(input);
+    } else if (state.Type === 'Task') handlers[name] = (input) => invoke(state.Resource, input);
     const nested = state.ItemProcessor ?? state.Iterator;
     if (nested) taskHandlers(nested.States, handlers);
     for (const branch of state.Branches ?? []) taskHandlers(branch.States, handlers);

@@ -2,8 +2,10 @@
 //! the S3 writer, the run entry point ([`export::export_events`]), the DynamoDB stores and the steps of a run
 //! on Step Functions ([`steps`]).
 
+pub mod api;
 pub mod autopause;
 pub mod aws_error;
+pub mod backfills;
 pub mod config;
 pub mod encode;
 pub mod error;

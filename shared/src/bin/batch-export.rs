@@ -4,8 +4,10 @@
 //! - `seed-lake` writes deterministic sample events into the lake layout.
 //! - `list BUCKET` lists keys and sizes.
 //! - `export` exports one interval of a team's events to an S3 destination and prints what it wrote as JSON.
-//! - `setup-local` creates the lake and work buckets, the tables and the KMS key alias the functions use (from
+//! - `setup-local` creates the lake and work buckets, the tables, the KMS key alias, the schedule group and the
+//!   two state machines (in the emulator's Step Functions, which the API starts) that the functions use (from
 //!   the same environment variables as the functions; idempotent).
+//! - `create-api-key` creates a project API key and prints it (once: only its hash is stored).
 //! - `create-export` writes an export record to the exports table.
 //! - `show-run` prints the run record of an export's interval.
 //!
@@ -19,7 +21,8 @@ use batch_exports::exports::{BatchExport, Destination};
 use batch_exports::lake::writer::{lake_object_key, ndjson_bytes, parquet_bytes, put_object};
 use batch_exports::s3::{destination_client, lake_client, S3Target};
 use batch_exports::secrets::{ensure_key_alias, SecretBox};
-use batch_exports::store::{create_tables, ExportStore, RunStore, Tables};
+use batch_exports::schedules::{ScheduleSettings, Schedules};
+use batch_exports::store::{create_tables, ApiKeyStore, ExportStore, RunStore, Tables};
 use batch_exports::synthetic::SyntheticEvents;
 use batch_exports::{export_events, EngineSettings, ExportError, FileSink, Interval, LakeStore, S3DestinationConfig};
 use chrono::{DateTime, Duration, Utc};
@@ -87,8 +90,20 @@ enum Command {
         #[arg(long)]
         config: String,
     },
-    /// Creates the buckets (`BATCH_EXPORT_LAKE_BUCKET`, `BATCH_EXPORT_WORK_BUCKET`) and tables of the local stack.
-    SetupLocal,
+    /// Creates the buckets (`BATCH_EXPORT_LAKE_BUCKET`, `BATCH_EXPORT_WORK_BUCKET`), tables, KMS key, schedule
+    /// group and state machines of the local stack.
+    SetupLocal {
+        /// Where the state machine definitions are.
+        #[arg(long, default_value = "statemachines")]
+        statemachines: std::path::PathBuf,
+    },
+    /// Creates an API key for a project (team) and prints it; keep it: it cannot be shown again.
+    CreateApiKey {
+        #[arg(long)]
+        team_id: i64,
+        #[arg(long, default_value = "first key")]
+        label: String,
+    },
     /// Writes an export with an S3 destination to the exports table and prints it (secrets redacted).
     CreateExport {
         #[arg(long)]
@@ -134,7 +149,12 @@ async fn run(command: Command) -> Result<(), ExportError> {
     let dynamodb = aws_sdk_dynamodb::Client::new(&base);
     match command {
         Command::MakeBucket { name } => make_bucket(&s3, &name).await?,
-        Command::SetupLocal => {
+        Command::CreateApiKey { team_id, label } => {
+            let keys = ApiKeyStore::new(dynamodb, Tables::from_env().api_keys);
+            let (key, _) = keys.create(team_id, &label, Utc::now()).await?;
+            println!("{key}");
+        }
+        Command::SetupLocal { statemachines } => {
             for var in ["BATCH_EXPORT_LAKE_BUCKET", "BATCH_EXPORT_WORK_BUCKET"] {
                 let name = std::env::var(var).map_err(|_| ExportError::config(var, "is not set"))?;
                 make_bucket(&s3, &name).await?;
@@ -146,6 +166,19 @@ async fn run(command: Command) -> Result<(), ExportError> {
                 .map_err(|_| ExportError::config("BATCH_EXPORT_KMS_KEY_ID", "is not set"))?;
             ensure_key_alias(&aws_sdk_kms::Client::new(&base), &alias).await?;
             println!("KMS key {alias} ready");
+            if let Ok(settings) = ScheduleSettings::from_env() {
+                Schedules::new(aws_sdk_scheduler::Client::new(&base), settings.clone()).ensure_group().await?;
+                println!("schedule group {} ready", settings.group);
+            }
+            let sfn = aws_sdk_sfn::Client::new(&base);
+            for (var, file) in
+                [("BATCH_EXPORT_STATE_MACHINE_ARN", "export"), ("BATCH_EXPORT_BACKFILL_STATE_MACHINE_ARN", "backfill")]
+            {
+                let Ok(arn) = std::env::var(var) else { continue };
+                let definition = statemachines.join(format!("{file}.asl.json"));
+                ensure_state_machine(&sfn, &arn, &definition).await?;
+                println!("state machine {arn} ready");
+            }
         }
         Command::CreateExport { team_id, id, name, interval, config } => {
             let interval = serde_json::from_value(serde_json::Value::String(interval.clone()))
@@ -239,5 +272,28 @@ async fn make_bucket(s3: &aws_sdk_s3::Client, name: &str) -> Result<(), ExportEr
         }
         Err(e) => return Err(batch_exports::aws_error::classify_sdk_error(e, "CreateBucket", name, None)),
     }
+    Ok(())
+}
+
+/// Creates a state machine named as the last part of `arn` from a definition file, unless it exists (the local
+/// stack's Step Functions records executions the API starts; the local interpreter runs them).
+async fn ensure_state_machine(
+    sfn: &aws_sdk_sfn::Client,
+    arn: &str,
+    definition: &std::path::Path,
+) -> Result<(), ExportError> {
+    if sfn.describe_state_machine().state_machine_arn(arn).send().await.is_ok() {
+        return Ok(());
+    }
+    let name = arn.rsplit(':').next().unwrap_or(arn);
+    let text = std::fs::read_to_string(definition)
+        .map_err(|e| ExportError::config("statemachines", format!("{}: {e}", definition.display())))?;
+    sfn.create_state_machine()
+        .name(name)
+        .definition(text)
+        .role_arn("arn:aws:iam::123456789012:role/batch-exports-state-machine")
+        .send()
+        .await
+        .map_err(|e| batch_exports::aws_error::classify_sdk_error(e, "CreateStateMachine", name, None))?;
     Ok(())
 }

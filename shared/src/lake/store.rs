@@ -89,6 +89,46 @@ impl LakeStore {
         Ok(objects)
     }
 
+    /// The start of the earliest hour partition holding data of a team (partition names sort by time), if any.
+    pub async fn earliest_hour(&self, team_id: i64) -> Result<Option<DateTime<Utc>>> {
+        let team_prefix = |lake_prefix: &str| format!("{lake_prefix}events/team_id={team_id}/");
+        let first = match self {
+            LakeStore::S3 { client, bucket, prefix } => {
+                let team = team_prefix(prefix);
+                let out = client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(&team)
+                    .max_keys(1)
+                    .send()
+                    .await
+                    .map_err(|e| classify_sdk_error(e, "ListObjectsV2", bucket, None))?;
+                out.contents().first().and_then(|o| o.key()).map(|k| k[team.len()..].to_string())
+            }
+            LakeStore::Local { root } => {
+                let first_entry = |dir: PathBuf| -> Option<String> {
+                    let mut names: Vec<String> = std::fs::read_dir(dir)
+                        .ok()?
+                        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                        .collect();
+                    names.sort();
+                    names.into_iter().next()
+                };
+                let team = root.join(team_prefix(""));
+                first_entry(team.clone())
+                    .and_then(|date| first_entry(team.join(&date)).map(|hour| format!("{date}/{hour}/")))
+            }
+        };
+        // `date=2026-11-20/hour=07/...`
+        Ok(first.and_then(|rest| {
+            let mut parts = rest.split('/');
+            let date = parts.next()?.strip_prefix("date=")?;
+            let hour = parts.next()?.strip_prefix("hour=")?;
+            let time = format!("{date}T{hour}:00:00Z");
+            DateTime::parse_from_rfc3339(&time).ok().map(|t| t.to_utc())
+        }))
+    }
+
     async fn list_partition(&self, team_id: i64, hour: DateTime<Utc>) -> Result<Vec<LakeObject>> {
         let mut found: Vec<(String, u64, Option<String>)> = Vec::new();
         match self {

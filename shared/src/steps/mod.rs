@@ -1,6 +1,6 @@
 //! The steps of an export run on Step Functions, one per Lambda: [`start_run`], [`plan_run`],
-//! [`export_chunk`], [`write_manifest`] and [`finish_run`]; and [`trigger_run`], the schedules' target, which
-//! starts the state machine. Each is a plain async function of the
+//! [`export_chunk`], [`write_manifest`] and [`finish_run`]; [`trigger_run`], the schedules' target, which
+//! starts the state machine; and [`advance_backfill`], the step of the backfill state machine. Each is a plain async function of the
 //! [`Services`] (clients and settings built once per Lambda instance) and its JSON input; the function crates
 //! only wire them to the Lambda runtime ([`crate::lambda`]).
 //!
@@ -8,6 +8,7 @@
 //! exports table by the steps that need them, and larger state (chunk plans, file lists) is kept in the work
 //! area ([`crate::plan::WorkStore`]).
 
+mod advance_backfill;
 mod export_chunk;
 mod finish_run;
 mod plan_run;
@@ -15,6 +16,7 @@ mod start_run;
 mod trigger_run;
 mod write_manifest;
 
+pub use self::advance_backfill::{advance_backfill, AdvanceInput, AdvanceOutput, BatchRun};
 pub use self::export_chunk::{export_chunk, ChunkInput, ChunkOutput};
 pub use self::finish_run::{finish_run, FinishInput, FinishOutput, StepFailure};
 pub use self::plan_run::{plan_run, PlanOutput};
@@ -32,7 +34,7 @@ use crate::plan::{ChunkLimits, WorkStore};
 use crate::runs::RunRef;
 use crate::s3::lake_client;
 use crate::secrets::SecretBox;
-use crate::store::{ExportStore, RunStore, Tables};
+use crate::store::{BackfillStore, ExportStore, RunStore, Tables};
 use crate::S3DestinationConfig;
 
 /// Everything a step uses, built once per Lambda instance from the environment.
@@ -41,6 +43,7 @@ pub struct Services {
     pub aws: SdkConfig,
     pub exports: ExportStore,
     pub runs: RunStore,
+    pub backfills: BackfillStore,
     pub lake: LakeStore,
     pub work: WorkStore,
     pub engine: EngineSettings,
@@ -76,7 +79,8 @@ impl Services {
         let secrets = SecretBox::from_env(aws_sdk_kms::Client::new(&aws))?;
         Ok(Services {
             exports: ExportStore::new(dynamodb.clone(), tables.exports, secrets),
-            runs: RunStore::new(dynamodb, tables.runs),
+            runs: RunStore::new(dynamodb.clone(), tables.runs),
+            backfills: BackfillStore::new(dynamodb, tables.backfills),
             lake: LakeStore::S3 {
                 client: s3.clone(),
                 bucket: lake_bucket.clone(),

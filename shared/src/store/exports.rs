@@ -1,7 +1,9 @@
 //! The exports table: one item per export, keyed by `(team_id, id)`, with the destination's credentials
 //! encrypted ([`crate::secrets`]).
 
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use serde_json::Value;
 
 use std::collections::HashMap;
@@ -10,7 +12,7 @@ use super::{item_error, time_value};
 use crate::aws_error::classify_sdk_error;
 use crate::error::{ExportError, Result};
 use crate::exports::BatchExport;
-use crate::secrets::{without_secrets, SecretBox};
+use crate::secrets::{without_secrets, SecretBox, ENCRYPTED_SECRETS};
 
 #[derive(Debug, Clone)]
 pub struct ExportStore {
@@ -82,15 +84,108 @@ impl ExportStore {
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await
-            .map_err(|e| match e.as_service_error() {
-                Some(s) if s.is_conditional_check_failed_exception() => {
-                    ExportError::NotFound { what: "batch export", id: id.to_string() }
-                }
-                _ => classify_sdk_error(e, "UpdateItem", &self.table, None),
-            })?;
+            .map_err(|e| self.update_error(e, "UpdateItem", id))?;
         let item: Value =
             serde_dynamo::from_item(out.attributes.unwrap_or_default()).map_err(|e| item_error(&self.table, e))?;
         self.decode(without_secrets(item))
+    }
+
+    /// A team's exports (without credentials), by id.
+    pub async fn list(&self, team_id: i64) -> Result<Vec<BatchExport>> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("team_id = :t")
+            .expression_attribute_values(":t", AttributeValue::N(team_id.to_string()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut exports = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| classify_sdk_error(e, "Query", &self.table, None))?;
+            let value: Value = serde_dynamo::from_item(item).map_err(|e| item_error(&self.table, e))?;
+            exports.push(self.decode(without_secrets(value))?);
+        }
+        Ok(exports)
+    }
+
+    /// Unpauses an export (clearing the pause reason); returns the export as it is now.
+    pub async fn unpause(&self, team_id: i64, id: &str) -> Result<BatchExport> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(team_id, id)))
+            .update_expression("SET paused = :paused REMOVE paused_reason")
+            .condition_expression("attribute_exists(id)")
+            .expression_attribute_values(":paused", AttributeValue::Bool(false))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| self.update_error(e, "UpdateItem", id))?;
+        let item: Value =
+            serde_dynamo::from_item(out.attributes.unwrap_or_default()).map_err(|e| item_error(&self.table, e))?;
+        self.decode(without_secrets(item))
+    }
+
+    /// Deletes an export's item (its runs and backfills stay).
+    pub async fn delete(&self, team_id: i64, id: &str) -> Result<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(team_id, id)))
+            .condition_expression("attribute_exists(id)")
+            .send()
+            .await
+            .map_err(|e| self.update_error(e, "DeleteItem", id))?;
+        Ok(())
+    }
+
+    /// Replaces an export, encrypting the credentials it carries; a secret field it leaves unset keeps the
+    /// stored ciphertext (a patch that does not mention the credentials keeps them, undecrypted).
+    pub async fn update(&self, export: &BatchExport) -> Result<()> {
+        let stored = self.item(export.team_id, &export.id).await?;
+        let mut sealed = self.secrets.seal(export).await?;
+        if let (Some(Value::Object(old)), Some(Value::Object(new))) =
+            (stored.get(ENCRYPTED_SECRETS), sealed.get_mut(ENCRYPTED_SECRETS))
+        {
+            for (field, cipher) in old {
+                new.entry(field.clone()).or_insert_with(|| cipher.clone());
+            }
+        }
+        self.write(sealed, "attribute_exists(id)").await
+    }
+
+    /// Maps a failed conditional write on an export: a missing export is [`ExportError::NotFound`].
+    fn update_error<E>(&self, e: SdkError<E, HttpResponse>, operation: &'static str, id: &str) -> ExportError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        if e.code() == Some("ConditionalCheckFailedException") {
+            return ExportError::NotFound { what: "batch export", id: id.to_string() };
+        }
+        classify_sdk_error(e, operation, &self.table, None)
+    }
+
+    /// Creates an export, its credentials encrypted; an existing id is refused.
+    pub async fn create(&self, export: &BatchExport) -> Result<()> {
+        let sealed = self.secrets.seal(export).await?;
+        self.write(sealed, "attribute_not_exists(id)").await
+    }
+
+    async fn write(&self, sealed: Value, condition: &str) -> Result<()> {
+        let item = serde_dynamo::to_item(sealed).map_err(|e| item_error(&self.table, e))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error(e, "PutItem", &self.table, None))?;
+        Ok(())
     }
 
     /// Writes an export (creates it, or replaces the item with the same id), its credentials encrypted.

@@ -1,5 +1,5 @@
-//! DynamoDB stores, one per table: [`ExportStore`] (export definitions) and [`RunStore`] (run history, attempts
-//! and retry state).
+//! DynamoDB stores, one per table: [`ExportStore`] (export definitions), [`RunStore`] (run history, attempts
+//! and retry state), [`BackfillStore`] (backfills and their progress) and [`ApiKeyStore`] (hashed API keys).
 //!
 //! Tables (their names come from `BATCH_EXPORT_EXPORTS_TABLE` and `BATCH_EXPORT_RUNS_TABLE`; `template.yaml`
 //! defines the same keys):
@@ -7,12 +7,18 @@
 //! - runs: partition key `export_id` (S), sort key `data_interval_end` (S, RFC 3339 UTC), so one export's run
 //!   history is one query, newest first; global secondary index `run_id` (partition key `run_id`) finds a run by
 //!   its id.
+//! - backfills: partition key `export_id` (S), sort key `id` (S, a time-ordered UUID v7).
+//! - API keys: partition key `key_hash` (S, hex SHA-256 of the key).
 
+mod api_keys;
+mod backfills;
 mod exports;
 mod runs;
 
+pub use self::api_keys::{hash_key, ApiKey, ApiKeyStore};
+pub use self::backfills::BackfillStore;
 pub use self::exports::ExportStore;
-pub use self::runs::{Begin, RunStore};
+pub use self::runs::{Begin, RunPage, RunStore};
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
@@ -30,16 +36,21 @@ pub const RUN_ID_INDEX: &str = "run_id";
 pub struct Tables {
     pub exports: String,
     pub runs: String,
+    pub backfills: String,
+    pub api_keys: String,
 }
 
 impl Tables {
-    /// `BATCH_EXPORT_EXPORTS_TABLE` (default `batch-exports`) and `BATCH_EXPORT_RUNS_TABLE` (default
-    /// `batch-export-runs`).
+    /// `BATCH_EXPORT_EXPORTS_TABLE` (default `batch-exports`), `BATCH_EXPORT_RUNS_TABLE` (default
+    /// `batch-export-runs`), `BATCH_EXPORT_BACKFILLS_TABLE` (default `batch-export-backfills`) and
+    /// `BATCH_EXPORT_API_KEYS_TABLE` (default `batch-export-api-keys`).
     pub fn from_env() -> Self {
         let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
         Tables {
             exports: var("BATCH_EXPORT_EXPORTS_TABLE", "batch-exports"),
             runs: var("BATCH_EXPORT_RUNS_TABLE", "batch-export-runs"),
+            backfills: var("BATCH_EXPORT_BACKFILLS_TABLE", "batch-export-backfills"),
+            api_keys: var("BATCH_EXPORT_API_KEYS_TABLE", "batch-export-api-keys"),
         }
     }
 }
@@ -52,7 +63,7 @@ fn attribute(name: &str, kind: ScalarAttributeType) -> AttributeDefinition {
     AttributeDefinition::builder().attribute_name(name).attribute_type(kind).build().expect("attribute")
 }
 
-/// Creates both tables if they do not exist (the local stack's setup; on AWS the SAM template creates them).
+/// Creates the tables if they do not exist (the local stack's setup; on AWS the SAM template creates them).
 pub async fn create_tables(client: &aws_sdk_dynamodb::Client, tables: &Tables) -> Result<()> {
     let exports = client
         .create_table()
@@ -78,7 +89,23 @@ pub async fn create_tables(client: &aws_sdk_dynamodb::Client, tables: &Tables) -
         .key_schema(key("export_id", KeyType::Hash))
         .key_schema(key("data_interval_end", KeyType::Range))
         .global_secondary_indexes(run_id_index);
-    for (name, request) in [(&tables.exports, exports), (&tables.runs, runs)] {
+    let backfills = client
+        .create_table()
+        .table_name(&tables.backfills)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("export_id", ScalarAttributeType::S))
+        .attribute_definitions(attribute("id", ScalarAttributeType::S))
+        .key_schema(key("export_id", KeyType::Hash))
+        .key_schema(key("id", KeyType::Range));
+    let api_keys = client
+        .create_table()
+        .table_name(&tables.api_keys)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("key_hash", ScalarAttributeType::S))
+        .key_schema(key("key_hash", KeyType::Hash));
+    for (name, request) in
+        [(&tables.exports, exports), (&tables.runs, runs), (&tables.backfills, backfills), (&tables.api_keys, api_keys)]
+    {
         match request.send().await {
             Ok(_) => {}
             Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {}

@@ -11,7 +11,16 @@ use super::{item_error, time_value as time};
 use crate::aws_error::classify_sdk_error;
 use crate::error::{ExportError, Result};
 use crate::export::ExportOutcome;
+use crate::model::Interval;
 use crate::runs::{Run, RunRef, RunStatus};
+
+/// One page of runs, and the cursor of the next page if there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunPage {
+    pub runs: Vec<Run>,
+    /// Pass as `before` for the next page.
+    pub next: Option<DateTime<Utc>>,
+}
 
 #[derive(Debug, Clone)]
 pub struct RunStore {
@@ -86,6 +95,94 @@ impl RunStore {
             .iter()
             .map(|item| serde_dynamo::from_item(item.clone()).map_err(|e| item_error(&self.table, e)))
             .collect()
+    }
+
+    /// One page of an export's runs, newest interval first: at most `limit` runs whose interval ends before
+    /// `before` (the previous page's cursor) and lies inside `within` when given.
+    pub async fn page(
+        &self,
+        export_id: &str,
+        limit: i32,
+        before: Option<DateTime<Utc>>,
+        within: Option<Interval>,
+    ) -> Result<RunPage> {
+        let lowest = within.map(|w| w.start).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let mut highest = within.map(|w| w.end).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        if let Some(before) = before {
+            highest = highest.min(before - Duration::seconds(1));
+        }
+        if highest < lowest {
+            return Ok(RunPage { runs: Vec::new(), next: None });
+        }
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("export_id = :e AND data_interval_end BETWEEN :lo AND :hi")
+            .expression_attribute_values(":e", s(export_id))
+            .expression_attribute_values(":lo", time(lowest))
+            .expression_attribute_values(":hi", time(highest))
+            .scan_index_forward(false)
+            .limit(limit);
+        if let Some(within) = within {
+            query = query
+                .filter_expression("data_interval_start >= :start")
+                .expression_attribute_values(":start", time(within.start));
+        }
+        let out = query.send().await.map_err(|e| classify_sdk_error(e, "Query", &self.table, None))?;
+        let runs = out
+            .items()
+            .iter()
+            .map(|item| serde_dynamo::from_item::<_, Run>(item.clone()).map_err(|e| item_error(&self.table, e)))
+            .collect::<Result<Vec<_>>>()?;
+        let next = match out.last_evaluated_key() {
+            Some(key) => Some(
+                serde_dynamo::from_attribute_value(key["data_interval_end"].clone())
+                    .map_err(|e| item_error(&self.table, e))?,
+            ),
+            None => None,
+        };
+        Ok(RunPage { runs, next })
+    }
+
+    /// A run by its id (through the `run_id` index).
+    pub async fn get_by_id(&self, run_id: &str) -> Result<Option<Run>> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(super::RUN_ID_INDEX)
+            .key_condition_expression("run_id = :r")
+            .expression_attribute_values(":r", s(run_id))
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error(e, "Query", &self.table, None))?;
+        let Some(key) = out.items().first() else { return Ok(None) };
+        // The index is eventually consistent: read the item itself.
+        let run: Run = serde_dynamo::from_item(key.clone()).map_err(|e| item_error(&self.table, e))?;
+        self.get(&run.export_id, run.data_interval_end).await
+    }
+
+    /// Cancels a run that is `Starting` or `Running`, whichever attempt holds it: the attempt's next transition
+    /// then fails, so it stops. A run already ended is returned unchanged.
+    pub async fn cancel(&self, run: &Run, now: DateTime<Utc>) -> Result<Run> {
+        let update = Update {
+            expression: "SET #status = :cancelled, finished_at = :now, updated_at = :now".into(),
+            condition: "#status IN (:starting, :running)".into(),
+            values: HashMap::from([
+                (":cancelled".to_string(), status(RunStatus::Cancelled)),
+                (":now".to_string(), time(now)),
+                (":starting".to_string(), status(RunStatus::Starting)),
+                (":running".to_string(), status(RunStatus::Running)),
+            ]),
+        };
+        match self.update(&run.export_id, run.data_interval_end, update).await {
+            Ok(run) => Ok(run),
+            Err(UpdateError::ConditionFailed) => {
+                Ok(self.get(&run.export_id, run.data_interval_end).await?.unwrap_or(run.clone()))
+            }
+            Err(UpdateError::Other(e)) => Err(e),
+        }
     }
 
     /// Claims the run of `new`'s interval for a new attempt: creates it (attempt 1, `Starting`) if it does not

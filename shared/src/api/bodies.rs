@@ -1,0 +1,277 @@
+//! Request bodies and their validation, and the JSON views the API returns.
+//!
+//! Bodies are parsed strictly: unknown keys are rejected (at every level, the destination config too), required
+//! fields are enforced, times must be ISO 8601 with a time zone, and then the rules across fields are checked
+//! (`start_at < end_at`, the destination's rules: format/compression pairs, key template variables, …). Every
+//! rejection is an [`ApiError::Validation`] naming the field as a dotted path (`destination.config.compression`).
+//! Views never hold a destination's secret fields.
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+use crate::backfills::Backfill;
+use crate::exports::{parse_timezone, BatchExport, Destination, ExportInterval};
+use crate::model::Model;
+use crate::runs::Run;
+
+/// Backfills run at most this many intervals at once.
+pub const MAX_BACKFILL_CONCURRENCY: u32 = 10;
+
+/// Parses a JSON body into `T`, mapping serde's errors to the field they are about.
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::validation("body", "a JSON object is required"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+        // A missing key is reported on its parent (an unknown one on itself): name the key.
+        let named = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
+        let attr = match (named, path.as_str()) {
+            (Some(key), "." | "") => key.to_string(),
+            (Some(key), parent) => format!("{parent}.{key}"),
+            (None, "." | "") => "body".to_string(),
+            (None, path) => path.to_string(),
+        };
+        ApiError::validation(attr, message)
+    })
+}
+
+/// An optional tz-aware ISO 8601 time; a time without an offset is refused (it would be ambiguous).
+fn tz_aware<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else { return Ok(None) };
+    DateTime::parse_from_rfc3339(&text).map(|t| Some(t.to_utc())).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not an ISO 8601 time with a time zone (e.g. 2026-11-21T00:00:00Z or +01:00)"
+        ))
+    })
+}
+
+/// The body of `POST /batch_exports/`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateExport {
+    pub name: String,
+    #[serde(default)]
+    pub model: Model,
+    pub destination: Destination,
+    pub interval: ExportInterval,
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub paused: bool,
+    #[serde(default, deserialize_with = "tz_aware")]
+    pub start_at: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "tz_aware")]
+    pub end_at: Option<DateTime<Utc>>,
+}
+
+impl CreateExport {
+    /// Applies the body to an export (a new one, or the stored one merged with a patch) and checks it.
+    pub fn apply(self, export: &mut BatchExport) -> Result<(), ApiError> {
+        export.name = self.name;
+        export.model = self.model;
+        export.destination = self.destination;
+        export.interval = self.interval;
+        export.timezone = self.timezone.unwrap_or_else(|| "UTC".into());
+        export.start_at = self.start_at;
+        export.end_at = self.end_at;
+        check_export(export)
+    }
+}
+
+/// The rules across fields of an export.
+pub fn check_export(export: &BatchExport) -> Result<(), ApiError> {
+    if export.name.trim().is_empty() {
+        return Err(ApiError::validation("name", "must not be empty"));
+    }
+    parse_timezone(&export.timezone).map_err(|_| {
+        ApiError::validation("timezone", format!("`{}` is not an IANA time zone name", export.timezone))
+    })?;
+    if let (Some(start), Some(end)) = (export.start_at, export.end_at) {
+        if start >= end {
+            return Err(ApiError::validation("start_at", "must be before end_at"));
+        }
+    }
+    let Destination::S3(config) = &export.destination;
+    config.validate().map_err(|e| match e {
+        crate::ExportError::InvalidConfig { field, reason } => {
+            ApiError::validation(format!("destination.config.{field}"), reason)
+        }
+        other => ApiError::Service(other),
+    })
+}
+
+/// Merges a patch into an export's JSON (without secrets): top-level keys replace, the destination config is
+/// merged key by key. The result is parsed as a [`CreateExport`], so a patch meets every rule a create does.
+pub fn merge_patch(current: &BatchExport, patch: &[u8]) -> Result<CreateExport, ApiError> {
+    let patch: Map<String, Value> = parse(patch)?;
+    let current = export_view(current);
+    let mut merged = Map::new();
+    for key in ["name", "model", "destination", "interval", "timezone", "start_at", "end_at"] {
+        if let Some(value) = current.get(key).filter(|v| !v.is_null()) {
+            merged.insert(key.to_string(), value.clone());
+        }
+    }
+    for (key, value) in patch {
+        match (key.as_str(), value) {
+            ("destination", Value::Object(mut destination)) => {
+                let config = match destination.remove("config") {
+                    Some(Value::Object(patch_config)) => {
+                        let mut config = merged["destination"]["config"].as_object().cloned().unwrap_or_default();
+                        config.extend(patch_config);
+                        Value::Object(config)
+                    }
+                    Some(other) => other,
+                    None => merged["destination"]["config"].clone(),
+                };
+                let mut new = merged["destination"].as_object().cloned().unwrap_or_default();
+                new.extend(destination);
+                new.insert("config".into(), config);
+                merged.insert(key, Value::Object(new));
+            }
+            (_, value) => {
+                merged.insert(key, value);
+            }
+        }
+    }
+    parse(&serde_json::to_vec(&merged).expect("JSON"))
+}
+
+/// The body of `POST /backfills/`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBackfill {
+    /// Default: the earliest data in the lake.
+    #[serde(default, deserialize_with = "tz_aware")]
+    pub start_at: Option<DateTime<Utc>>,
+    /// Default: now.
+    #[serde(default, deserialize_with = "tz_aware")]
+    pub end_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+}
+
+impl CreateBackfill {
+    /// The range and concurrency, checked: `start_at < end_at`, `end_at` not in the future.
+    pub fn check(&self, now: DateTime<Utc>) -> Result<(crate::Interval, u32), ApiError> {
+        let end = self.end_at.unwrap_or(now);
+        if end > now {
+            return Err(ApiError::validation("end_at", "must not be in the future"));
+        }
+        let start = self.start_at.unwrap_or(DateTime::UNIX_EPOCH);
+        if start >= end {
+            return Err(ApiError::validation("start_at", "must be before end_at"));
+        }
+        let concurrency = self.concurrency.unwrap_or(1);
+        if !(1..=MAX_BACKFILL_CONCURRENCY).contains(&concurrency) {
+            return Err(ApiError::validation(
+                "concurrency",
+                format!("must be between 1 and {MAX_BACKFILL_CONCURRENCY}"),
+            ));
+        }
+        Ok((crate::Interval { start, end }, concurrency))
+    }
+}
+
+/// The body of `POST /unpause` (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unpause {
+    #[serde(default)]
+    pub backfill: bool,
+}
+
+/// An export as the API returns it: every field, the destination config without its secret fields.
+pub fn export_view(export: &BatchExport) -> Value {
+    let mut value = serde_json::to_value(export).expect("an export serializes");
+    if let Some(config) = value["destination"]["config"].as_object_mut() {
+        for field in export.destination.secret_fields() {
+            config.remove(*field);
+        }
+    }
+    value
+}
+
+/// A run as the API returns it: the stored record with `id` (the run id) first.
+pub fn run_view(run: &Run) -> Value {
+    let mut value = serde_json::to_value(run).expect("a run serializes");
+    value["id"] = Value::String(run.run_id.clone());
+    value
+}
+
+/// A backfill as the API returns it, with its progress as a fraction (null until planned).
+pub fn backfill_view(backfill: &Backfill) -> Value {
+    let mut value = serde_json::to_value(backfill).expect("a backfill serializes");
+    value["progress"] = match backfill.expected_runs {
+        Some(0) => Value::from(1.0),
+        Some(expected) => Value::from(backfill.finished_runs as f64 / expected as f64),
+        None => Value::Null,
+    };
+    value
+}
+
+/// A query parameter parsed as a tz-aware time.
+pub fn query_time(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    value
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.to_utc())
+                .map_err(|_| ApiError::validation(name, format!("`{v}` is not an ISO 8601 time with a time zone")))
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::S3DestinationConfig;
+
+    fn attr(body: &str) -> String {
+        match parse::<CreateExport>(body.as_bytes()).and_then(|b| {
+            let mut e =
+                BatchExport::new("e", 1, "x", Destination::S3(S3DestinationConfig::new("b-b-b")), ExportInterval::Hour);
+            b.apply(&mut e)
+        }) {
+            Err(ApiError::Validation { attr, .. }) => attr,
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+
+    const OK: &str = r#""destination": {"type": "S3", "config": {"bucket_name": "my-bucket"}}, "interval": "hour""#;
+
+    #[test]
+    fn rejections_name_the_field() {
+        assert_eq!(attr(&format!("{{{OK}}}")), "name");
+        assert_eq!(attr(&format!(r#"{{"name": "n", {OK}, "colour": 1}}"#)), "colour");
+        assert_eq!(attr(r#"{"name": "n", "interval": "hour"}"#), "destination");
+        assert_eq!(
+            attr(
+                r#"{"name": "n", "interval": "hour", "destination": {"type": "S3", "config": {"bucket_name": "b-b", "x": 1}}}"#
+            ),
+            "destination.config.x"
+        );
+        assert_eq!(
+            attr(r#"{"name": "n", "interval": "hour", "destination": {"type": "S3", "config": {}}}"#),
+            "destination.config.bucket_name"
+        );
+        assert_eq!(attr(&format!(r#"{{"name": "n", {OK}, "start_at": "2026-01-01T00:00:00"}}"#)), "start_at");
+    }
+
+    #[test]
+    fn patches_merge_the_config() {
+        let mut config = S3DestinationConfig::new("bucket-one");
+        config.prefix = "p/".into();
+        let export = BatchExport::new("e", 1, "x", Destination::S3(config), ExportInterval::Hour);
+        let merged = merge_patch(&export, br#"{"destination": {"config": {"bucket_name": "bucket-two"}}}"#).unwrap();
+        let Destination::S3(config) = merged.destination;
+        assert_eq!((config.bucket_name.as_str(), config.prefix.as_str()), ("bucket-two", "p/"));
+        assert_eq!(merged.name, "x");
+    }
+}

@@ -1,0 +1,139 @@
+//! The one step of the backfill state machine (`statemachines/backfill.asl.json`), called before the first
+//! batch of runs, after each batch, and on failure.
+//!
+//! - First call (backfill `Starting`): plans the range ([`crate::backfills::effective_range`]: clipped to the
+//!   export's dates, start moved to the earliest data in the lake), records it with the number of runs expected,
+//!   and returns the first batch; an empty range completes the backfill at once.
+//! - After a batch (`ran` holds it): reads the batch's runs from the runs table, adds the finished ones and their
+//!   records to the backfill's progress, and returns the next batch — or, when none is left, completes it.
+//! - A cancelled backfill returns `done` without another batch: cancelling stops it before its next interval.
+//! - With `error` (the state machine's `Catch`): records the backfill `Failed` with the error.
+//!
+//! A batch holds `concurrency` intervals (1 by default: one run after another), each as the input of one
+//! execution of the export state machine, named `{backfill_id}-{interval end}` so a retried start cannot run an
+//! interval twice.
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use super::{execution_name, RunRequest, Services, StepFailure};
+use crate::backfills::{count_intervals, effective_range, intervals_after, Backfill, BackfillRef, BackfillStatus};
+use crate::error::Result;
+use crate::model::Interval;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdvanceInput {
+    pub backfill: BackfillRef,
+    /// The batch that just ran.
+    #[serde(default)]
+    pub ran: Option<Vec<BatchRun>>,
+    /// The failure that stopped the backfill state machine.
+    #[serde(default)]
+    pub error: Option<StepFailure>,
+}
+
+/// One run of a batch: the export state machine's execution name and input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchRun {
+    pub name: String,
+    pub request: RunRequest,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdvanceOutput {
+    pub backfill: BackfillRef,
+    pub status: BackfillStatus,
+    /// True when nothing is left to run (completed, cancelled or failed).
+    pub done: bool,
+    pub batch: Vec<BatchRun>,
+    /// The Map state's `MaxConcurrencyPath`.
+    pub concurrency: u32,
+    pub finished_runs: u64,
+    pub expected_runs: Option<u64>,
+    pub total_records: u64,
+}
+
+pub async fn advance_backfill(services: &Services, input: AdvanceInput) -> Result<AdvanceOutput> {
+    let reference = &input.backfill;
+    let now = Utc::now();
+    if let Some(error) = &input.error {
+        let backfill =
+            services.backfills.finish(reference, BackfillStatus::Failed, Some(&error.message()), now).await?;
+        return Ok(output(backfill, Vec::new()));
+    }
+    let mut backfill = services.backfills.get(&reference.export_id, &reference.backfill_id).await?;
+    if backfill.status == BackfillStatus::Starting {
+        let export = services.exports.get(reference.team_id, &reference.export_id).await?;
+        let requested = Interval::new(backfill.start_at, backfill.end_at)?;
+        let earliest = services.lake.earliest_hour(reference.team_id).await?;
+        let range = effective_range(&export, requested, earliest);
+        let expected = match range {
+            Some(range) => count_intervals(&export, range)?,
+            None => 0,
+        };
+        let range = range.filter(|_| expected > 0);
+        backfill = services.backfills.plan(reference, range, expected, now).await?;
+        tracing::info!(backfill_id = %backfill.id, expected, status = backfill.status.as_str(), "backfill planned");
+    } else if let Some(ran) = &input.ran {
+        let (mut finished, mut failed, mut records) = (0, 0, 0);
+        let mut cursor = backfill.cursor;
+        for run in ran {
+            let end = run.request.data_interval_end.expect("batch runs carry their interval");
+            cursor = cursor.max(Some(end));
+            let Some(record) = services.runs.get(&reference.export_id, end).await? else { continue };
+            if record.status.is_in_flight() {
+                continue;
+            }
+            finished += 1;
+            if record.status != crate::runs::RunStatus::Completed {
+                failed += 1;
+            }
+            records += record.records_completed.unwrap_or(0);
+        }
+        if let Some(cursor) = cursor {
+            backfill = services.backfills.record_progress(reference, finished, failed, records, cursor, now).await?;
+        }
+    }
+    if backfill.status != BackfillStatus::Running {
+        return Ok(output(backfill, Vec::new()));
+    }
+    let export = services.exports.get(reference.team_id, &reference.export_id).await?;
+    let range = Interval::new(
+        backfill.effective_start_at.unwrap_or(backfill.start_at),
+        backfill.effective_end_at.unwrap_or(backfill.end_at),
+    )?;
+    let next = intervals_after(&export, range, backfill.cursor, backfill.concurrency as usize)?;
+    if next.is_empty() {
+        let backfill = services.backfills.finish(reference, BackfillStatus::Completed, None, Utc::now()).await?;
+        tracing::info!(backfill_id = %backfill.id, status = backfill.status.as_str(), "backfill ended");
+        return Ok(output(backfill, Vec::new()));
+    }
+    let batch = next
+        .into_iter()
+        .map(|interval| BatchRun {
+            name: execution_name(&backfill.id, interval.end),
+            request: RunRequest {
+                team_id: backfill.team_id,
+                export_id: backfill.export_id.clone(),
+                scheduled_time: None,
+                data_interval_start: Some(interval.start),
+                data_interval_end: Some(interval.end),
+                backfill_id: Some(backfill.id.clone()),
+            },
+        })
+        .collect();
+    Ok(output(backfill, batch))
+}
+
+fn output(backfill: Backfill, batch: Vec<BatchRun>) -> AdvanceOutput {
+    AdvanceOutput {
+        backfill: backfill.reference(),
+        status: backfill.status,
+        done: batch.is_empty(),
+        batch,
+        concurrency: backfill.concurrency,
+        finished_runs: backfill.finished_runs,
+        expected_runs: backfill.expected_runs,
+        total_records: backfill.total_records,
+    }
+}
