@@ -1,17 +1,20 @@
 """A fault-injecting HTTP proxy for the tests, standing between an export and the local S3 endpoint.
 
-    python3 fault_proxy.py UPSTREAM_PORT METHOD PATH_SUBSTRING COUNT
+    python3 fault_proxy.py UPSTREAM_PORT METHOD PATH_SUBSTRING COUNT [DELAY_SECONDS]
 
 Forwards every request to 127.0.0.1:UPSTREAM_PORT unchanged, except that the first COUNT requests with METHOD
-whose path contains PATH_SUBSTRING get `503 SlowDown`, as an S3 endpoint refusing requests for a moment does.
+whose path contains PATH_SUBSTRING get `503 SlowDown`, as an S3 endpoint refusing requests for a moment does;
+with DELAY_SECONDS, those requests are forwarded after that delay instead (a slow endpoint).
 Prints the port it listens on (on 127.0.0.1), then serves until killed.
 """
 import http.client
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 UPSTREAM_PORT, METHOD, SUBSTRING, COUNT = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+DELAY = float(sys.argv[5]) if len(sys.argv) > 5 else None
 lock = threading.Lock()
 refused = 0
 
@@ -47,15 +50,21 @@ class Proxy(BaseHTTPRequestHandler):
                 return True
         return False
 
+    def slow_down(self):
+        self.send_response(503)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(SLOW_DOWN)))
+        self.end_headers()
+        self.wfile.write(SLOW_DOWN)
+
     def handle_any(self):
         body = self.body()
         if self.refuse():
-            self.send_response(503)
-            self.send_header("Content-Type", "application/xml")
-            self.send_header("Content-Length", str(len(SLOW_DOWN)))
-            self.end_headers()
-            self.wfile.write(SLOW_DOWN)
-            return
+            if DELAY is not None:
+                time.sleep(DELAY)
+            else:
+                self.slow_down()
+                return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         headers["Content-Length"] = str(len(body))
         upstream = http.client.HTTPConnection("127.0.0.1", UPSTREAM_PORT, timeout=60)

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use arrow_array::cast::AsArray;
@@ -252,4 +253,167 @@ pub async fn assert_files_hold(
         assert_eq!(*have, want);
     }
     counts
+}
+
+/// What the local interpreter printed for one execution.
+#[derive(Debug)]
+pub struct Execution {
+    pub status: String,
+    pub output: Value,
+    pub error: Option<String>,
+    /// States retried, with their Map index.
+    pub retries: Vec<Value>,
+    /// Every event of the execution (each state's input and output), as JSON text.
+    pub history: String,
+}
+
+/// Executes a state machine of `statemachines/` (`export`, `backfill`) on the local stack.
+pub async fn execute_machine(machine: &str, name: &str, input: Value) -> Execution {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let name = name.to_string();
+    let history = std::env::temp_dir().join(format!("{name}.history.json"));
+    let history_path = history.clone();
+    let machine = machine.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(format!("{root}/localstack/run-execution.sh"))
+            .args(["--definition", &format!("{root}/statemachines/{machine}.asl.json"), "--name", &name])
+            .args(["--input", &input.to_string()])
+            .arg("--history")
+            .arg(&history_path)
+            .output()
+            .expect("run localstack/run-execution.sh")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no result from the interpreter; stderr: {}", String::from_utf8_lossy(&out.stderr)));
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let history_text = std::fs::read_to_string(&history).unwrap_or_default();
+    let _ = std::fs::remove_file(&history);
+    Execution {
+        status: v["status"].as_str().unwrap_or_default().to_string(),
+        output: v["output"].clone(),
+        error: v["error"].as_str().map(str::to_string),
+        retries: v["retries"].as_array().cloned().unwrap_or_default(),
+        history: history_text,
+    }
+}
+
+/// Everything the functions of the local stack logged so far (localstack/lib.sh writes .local/function-*.log).
+pub fn function_logs() -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../.local");
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).expect(".local exists") {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("function-") && name.ends_with(".log") {
+            text.push_str(&std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    text
+}
+
+/// A fault-injecting proxy in front of moto's S3 (tests/fault_proxy.py), stopped when dropped.
+pub struct FaultProxy {
+    child: Child,
+    pub url: String,
+}
+
+impl FaultProxy {
+    /// Answers the first `count` `method` requests whose path contains `path_part` with 503 SlowDown.
+    pub fn start(method: &str, path_part: &str, count: u32) -> FaultProxy {
+        FaultProxy::spawn(&[method, path_part, &count.to_string()])
+    }
+
+    /// Forwards the first `count` `method` requests whose path contains `path_part` after `seconds`.
+    pub fn delaying(method: &str, path_part: &str, count: u32, seconds: f64) -> FaultProxy {
+        FaultProxy::spawn(&[method, path_part, &count.to_string(), &seconds.to_string()])
+    }
+
+    fn spawn(args: &[&str]) -> FaultProxy {
+        let upstream = std::env::var("AWS_ENDPOINT_URL").unwrap();
+        let port = upstream.rsplit(':').next().unwrap().trim_end_matches('/').to_string();
+        let mut child = Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/fault_proxy.py"))
+            .arg(&port)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the fault proxy");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        FaultProxy { child, url: format!("http://127.0.0.1:{}", line.trim()) }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client of the API function served by the local stack (`BATCH_EXPORT_API_URL`), with one team's API key.
+#[derive(Clone)]
+pub struct Api {
+    pub url: String,
+    pub team: i64,
+    pub key: String,
+}
+
+impl Api {
+    /// A new team with its own API key.
+    pub async fn new_team(team: i64) -> Api {
+        let base = local_stack().await;
+        let keys = batch_exports::store::ApiKeyStore::new(
+            aws_sdk_dynamodb::Client::new(&base),
+            batch_exports::store::Tables::from_env().api_keys,
+        );
+        let (key, _) = keys.create(team, "tests", Utc::now()).await.unwrap();
+        let url = std::env::var("BATCH_EXPORT_API_URL")
+            .expect("BATCH_EXPORT_API_URL is not set: run the tests with scripts/test.sh, which serves the API");
+        Api { url, team, key }
+    }
+
+    /// The path of this team's exports, with `rest` appended.
+    pub fn path(&self, rest: &str) -> String {
+        format!("/api/projects/{}/batch_exports/{rest}", self.team)
+    }
+
+    /// Sends a request with this team's key; returns the status and the JSON body (null when empty).
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_as(Some(&format!("Bearer {}", self.key)), method, path, body.map(|b| b.to_string())).await
+    }
+
+    /// Sends a request with any `Authorization` header (or none) and a raw body.
+    pub async fn call_as(
+        &self,
+        authorization: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        let (method, authorization) = (method.to_string(), authorization.map(str::to_string));
+        tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+            let request = ureq::http::Request::builder().method(method.as_str()).uri(&url);
+            let request = match &authorization {
+                Some(a) => request.header("Authorization", a),
+                None => request,
+            };
+            let request = request.header("Content-Type", "application/json").body(body.unwrap_or_default()).unwrap();
+            let mut response = agent.run(request).unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+            let status = response.status().as_u16();
+            let text = response.body_mut().read_to_string().unwrap();
+            let json =
+                if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+            (status, json)
+        })
+        .await
+        .unwrap()
+    }
 }

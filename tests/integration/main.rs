@@ -2,6 +2,7 @@
 //! 127.0.0.1, started by scripts/test.sh).
 //! One test binary keeps link time low; each module covers one part of the system.
 
+mod api;
 mod s3_export;
 mod schedules;
 mod state_machine;

@@ -3,8 +3,6 @@
 //! for S3 and DynamoDB. The test command (scripts/test.sh) starts all of it; each test uses its own team,
 //! export and destination bucket.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use batch_exports::config::{Compression, FileFormat};
@@ -16,7 +14,10 @@ use batch_exports::store::{Begin, ExportStore, RunStore, Tables};
 use batch_exports::synthetic::SyntheticEvents;
 use batch_exports::{Interval, S3DestinationConfig};
 use chrono::{DateTime, Duration, Utc};
-use integration_tests::{assert_files_hold, get_bytes, list_keys, local_stack, new_bucket, s3, ExportedRow, Lake};
+use integration_tests::{
+    assert_files_hold, execute_machine, function_logs, get_bytes, list_keys, local_stack, new_bucket, s3, Execution,
+    ExportedRow, FaultProxy, Lake,
+};
 use serde_json::{json, Value};
 
 /// The interval every test exports: one hour, a day ago (interval ends in the future are refused).
@@ -87,18 +88,6 @@ impl Stack {
     }
 }
 
-/// What the local interpreter printed for one execution.
-#[derive(Debug)]
-struct Execution {
-    status: String,
-    output: Value,
-    error: Option<String>,
-    /// States retried, with their Map index.
-    retries: Vec<Value>,
-    /// Every event of the execution (each state's input and output), as JSON text.
-    history: String,
-}
-
 /// Executes the export state machine on the local stack for one scheduled hour.
 async fn execute(name: &str, team: i64, export_id: &str) -> Execution {
     let scheduled = hour() + Duration::hours(1) + Duration::minutes(1);
@@ -107,50 +96,7 @@ async fn execute(name: &str, team: i64, export_id: &str) -> Execution {
 }
 
 async fn execute_input(name: &str, input: Value) -> Execution {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let name = name.to_string();
-    let history = std::env::temp_dir().join(format!("{name}.history.json"));
-    let history_path = history.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(format!("{root}/localstack/run-execution.sh"))
-            .args(["--definition", &format!("{root}/statemachines/export.asl.json"), "--name", &name])
-            .args(["--input", &input.to_string()])
-            .arg("--history")
-            .arg(&history_path)
-            .output()
-            .expect("run localstack/run-execution.sh")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .last()
-        .unwrap_or_else(|| panic!("no result from the interpreter; stderr: {}", String::from_utf8_lossy(&out.stderr)));
-    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}"));
-    let history_text = std::fs::read_to_string(&history).unwrap_or_default();
-    let _ = std::fs::remove_file(&history);
-    Execution {
-        status: v["status"].as_str().unwrap_or_default().to_string(),
-        output: v["output"].clone(),
-        error: v["error"].as_str().map(str::to_string),
-        retries: v["retries"].as_array().cloned().unwrap_or_default(),
-        history: history_text,
-    }
-}
-
-/// Everything the functions of the local stack logged so far (localstack/lib.sh writes .local/function-*.log).
-fn function_logs() -> String {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../.local");
-    let mut text = String::new();
-    for entry in std::fs::read_dir(dir).expect(".local exists") {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with("function-") && name.ends_with(".log") {
-            text.push_str(&std::fs::read_to_string(&path).unwrap());
-        }
-    }
-    text
+    execute_machine("export", name, input).await
 }
 
 fn interval() -> Interval {
@@ -279,36 +225,6 @@ async fn a_large_interval_runs_in_chunks_through_the_map_state() {
     assert_files_hold(&stack.s3, &destination, &key_refs, &config, &want).await;
     assert_eq!(run.records_completed, Some(want.len() as u64));
     assert_eq!(run.bytes_exported, Some(stored_bytes(&stack.s3, &destination, &keys).await));
-}
-
-/// A fault-injecting proxy in front of moto's S3 (tests/fault_proxy.py), stopped when dropped.
-struct FaultProxy {
-    child: Child,
-    url: String,
-}
-
-impl FaultProxy {
-    /// Answers the first `count` `method` requests whose path contains `path_part` with 503 SlowDown.
-    fn start(method: &str, path_part: &str, count: u32) -> FaultProxy {
-        let upstream = std::env::var("AWS_ENDPOINT_URL").unwrap();
-        let port = upstream.rsplit(':').next().unwrap().trim_end_matches('/').to_string();
-        let mut child = Command::new("python3")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/fault_proxy.py"))
-            .args([&port, method, path_part, &count.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the fault proxy");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        FaultProxy { child, url: format!("http://127.0.0.1:{}", line.trim()) }
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

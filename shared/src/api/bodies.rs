@@ -26,21 +26,52 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         return Err(ApiError::validation("body", "a JSON object is required"));
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let message = inner.to_string();
-        let message = message.split(" at line ").next().unwrap_or(&message).to_string();
-        // A missing key is reported on its parent (an unknown one on itself): name the key.
-        let named = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
-        let attr = match (named, path.as_str()) {
-            (Some(key), "." | "") => key.to_string(),
-            (Some(key), parent) => format!("{parent}.{key}"),
-            (None, "." | "") => "body".to_string(),
-            (None, path) => path.to_string(),
-        };
-        ApiError::validation(attr, message)
-    })
+    serde_path_to_error::deserialize(&mut de).map_err(|e| field_error("", e))
+}
+
+/// Parses a JSON value found at `at` (a dotted path) into `T`.
+fn parse_value<T: DeserializeOwned>(value: Value, at: &str) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| field_error(at, e))
+}
+
+fn field_error<E: std::fmt::Display>(at: &str, e: serde_path_to_error::Error<E>) -> ApiError {
+    let path = e.path().to_string();
+    let message = e.into_inner().to_string();
+    let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+    // A missing key is reported on its parent (an unknown one on itself): name the key.
+    let named = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
+    let path = match (named, path.as_str()) {
+        (Some(key), "." | "" | "?") => key.to_string(),
+        (Some(key), parent) => format!("{parent}.{key}"),
+        (None, "." | "" | "?") => String::new(),
+        (None, path) => path.to_string(),
+    };
+    let attr = match (at, path.as_str()) {
+        ("", "") => "body".to_string(),
+        (at, "") => at.to_string(),
+        ("", path) => path.to_string(),
+        (at, path) => format!("{at}.{path}"),
+    };
+    ApiError::validation(attr, message)
+}
+
+/// A destination as a body holds it: its type, and a config parsed by that type (so errors name the
+/// config's fields: `destination.config.compression`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationBody {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub config: Value,
+}
+
+impl DestinationBody {
+    fn parse(self) -> Result<Destination, ApiError> {
+        match self.kind.as_str() {
+            "S3" => Ok(Destination::S3(parse_value(self.config, "destination.config")?)),
+            other => Err(ApiError::validation("destination.type", format!("`{other}` is not a destination type (S3)"))),
+        }
+    }
 }
 
 /// An optional tz-aware ISO 8601 time; a time without an offset is refused (it would be ambiguous).
@@ -60,7 +91,7 @@ pub struct CreateExport {
     pub name: String,
     #[serde(default)]
     pub model: Model,
-    pub destination: Destination,
+    pub destination: DestinationBody,
     pub interval: ExportInterval,
     #[serde(default)]
     pub timezone: Option<String>,
@@ -77,7 +108,7 @@ impl CreateExport {
     pub fn apply(self, export: &mut BatchExport) -> Result<(), ApiError> {
         export.name = self.name;
         export.model = self.model;
-        export.destination = self.destination;
+        export.destination = self.destination.parse()?;
         export.interval = self.interval;
         export.timezone = self.timezone.unwrap_or_else(|| "UTC".into());
         export.start_at = self.start_at;
@@ -270,7 +301,7 @@ mod tests {
         config.prefix = "p/".into();
         let export = BatchExport::new("e", 1, "x", Destination::S3(config), ExportInterval::Hour);
         let merged = merge_patch(&export, br#"{"destination": {"config": {"bucket_name": "bucket-two"}}}"#).unwrap();
-        let Destination::S3(config) = merged.destination;
+        let Destination::S3(config) = merged.destination.parse().unwrap();
         assert_eq!((config.bucket_name.as_str(), config.prefix.as_str()), ("bucket-two", "p/"));
         assert_eq!(merged.name, "x");
     }

@@ -182,8 +182,8 @@ async fn list_runs(services: &ApiServices, team_id: i64, id: &str, request: &Api
     let within = match (after, before) {
         (None, None) => None,
         (after, before) => {
-            let start = after.unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
-            let end = before.unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+            let start = after.unwrap_or(chrono::DateTime::UNIX_EPOCH);
+            let end = before.unwrap_or_else(|| Utc::now() + chrono::Duration::days(36_500));
             if start >= end {
                 return Err(ApiError::validation("after", "must be before `before`"));
             }

@@ -112,7 +112,8 @@ impl BackfillStore {
         self.transition(backfill, expression, &[BackfillStatus::Starting], values).await
     }
 
-    /// Adds the runs that just finished to a `Running` backfill's progress and moves its cursor.
+    /// Adds the runs that just finished to a backfill's progress and moves its cursor (also once it was
+    /// cancelled: the runs of the batch under way when it was cancelled still finish and count).
     pub async fn record_progress(
         &self,
         backfill: &BackfillRef,
@@ -126,7 +127,7 @@ impl BackfillStore {
             backfill,
             "SET cursor = :cursor, last_updated_at = :now \
              ADD finished_runs :finished, failed_runs :failed, total_records :records",
-            &[BackfillStatus::Running],
+            &[BackfillStatus::Running, BackfillStatus::Cancelled],
             [
                 (":cursor", time_value(cursor)),
                 (":now", time_value(now)),

@@ -106,8 +106,10 @@ impl RunStore {
         before: Option<DateTime<Utc>>,
         within: Option<Interval>,
     ) -> Result<RunPage> {
-        let lowest = within.map(|w| w.start).unwrap_or(DateTime::<Utc>::MIN_UTC);
-        let mut highest = within.map(|w| w.end).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        // Sort keys compare as text: the bounds must have the same four-digit-year form.
+        let lowest = within.map(|w| w.start).unwrap_or(DateTime::UNIX_EPOCH).max(DateTime::UNIX_EPOCH);
+        let last = DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z").expect("a time").to_utc();
+        let mut highest = within.map(|w| w.end).unwrap_or(last).min(last);
         if let Some(before) = before {
             highest = highest.min(before - Duration::seconds(1));
         }

@@ -1,0 +1,426 @@
+//! The management API over real HTTP: requests to the `api` function served by cargo lambda (its function-URL
+//! emulation), with moto behind it (DynamoDB, KMS, EventBridge Scheduler, Step Functions). Every route, every
+//! validation rule's 400, team isolation, and secrets: never in a response, a log line or an execution input.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use aws_sdk_scheduler::types::ScheduleState;
+use batch_exports::runs::{Run, RunStatus};
+use batch_exports::schedules::schedule_name;
+use batch_exports::store::{RunStore, Tables};
+use batch_exports::Interval;
+use chrono::{DateTime, Duration, Utc};
+use integration_tests::{function_logs, local_stack, Api};
+use serde_json::{json, Value};
+
+static NEXT: AtomicI64 = AtomicI64::new(0);
+
+/// A team id no other test (or earlier run against the same stack) uses.
+pub fn unique_team() -> i64 {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    (Utc::now().timestamp_millis() % 1_000_000_000) * 100 + 60 + n
+}
+
+const ACCESS_KEY: &str = "AKIAAPITESTSECRET0001";
+const SECRET_KEY: &str = "api-test-secret-access-key/do-not-leak";
+
+fn s3_export(name: &str, bucket: &str) -> Value {
+    json!({
+        "name": name,
+        "interval": "hour",
+        "destination": {"type": "S3", "config": {
+            "bucket_name": bucket, "region": "us-east-1", "prefix": "events/{year}/",
+            "aws_access_key_id": ACCESS_KEY, "aws_secret_access_key": SECRET_KEY,
+            "file_format": "Parquet", "compression": "zstd"
+        }}
+    })
+}
+
+fn assert_no_secret(what: &str, text: &str) {
+    for secret in [ACCESS_KEY, SECRET_KEY] {
+        assert!(!text.contains(secret), "{what} holds the secret {secret}");
+    }
+}
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+}
+
+async fn schedules() -> (aws_sdk_scheduler::Client, String) {
+    let client = aws_sdk_scheduler::Client::new(&local_stack().await);
+    (client, std::env::var("BATCH_EXPORT_SCHEDULE_GROUP").unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_are_created_changed_paused_and_deleted_with_their_schedules() {
+    let api = Api::new_team(unique_team()).await;
+    let (scheduler, group) = schedules().await;
+    let mut responses = String::new();
+
+    let (status, created) = api.call("POST", &api.path(""), Some(s3_export("hourly to S3", "api-exports"))).await;
+    assert_eq!(status, 201, "{created}");
+    responses.push_str(&created.to_string());
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["team_id"], api.team);
+    assert_eq!(created["interval"], "hour");
+    assert_eq!(created["paused"], false);
+    assert_eq!(created["destination"]["config"]["bucket_name"], "api-exports");
+    assert!(created["destination"]["config"].get("aws_secret_access_key").is_none());
+
+    // The schedule: hourly, a minute after each hour, targeting the trigger with the export's ids.
+    let schedule = scheduler.get_schedule().name(schedule_name(&id)).group_name(&group).send().await.unwrap();
+    assert_eq!(schedule.schedule_expression(), Some("cron(1 * * * ? *)"));
+    assert_eq!(schedule.state(), Some(&ScheduleState::Enabled));
+    let input: Value = serde_json::from_str(schedule.target().unwrap().input().unwrap()).unwrap();
+    assert_eq!(input["export_id"], id.as_str());
+    assert_eq!(input["scheduled_time"], "<aws.scheduler.scheduled-time>");
+
+    let (status, got) = api.call("GET", &api.path(&format!("{id}/")), None).await;
+    assert_eq!((status, &got["id"]), (200, &json!(id)));
+    responses.push_str(&got.to_string());
+    let (status, list) = api.call("GET", &api.path(""), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["results"].as_array().unwrap().len(), 1);
+    responses.push_str(&list.to_string());
+
+    // Patch: the config is merged (the bucket, format and credentials stay), the schedule follows the export.
+    let patch = json!({"interval": "day", "timezone": "Europe/Berlin",
+                       "destination": {"config": {"prefix": "daily/{year}-{month}-{day}/"}}});
+    let (status, patched) = api.call("PATCH", &api.path(&format!("{id}/")), Some(patch)).await;
+    assert_eq!(status, 200, "{patched}");
+    responses.push_str(&patched.to_string());
+    let config = &patched["destination"]["config"];
+    assert_eq!(config["prefix"], "daily/{year}-{month}-{day}/");
+    assert_eq!(
+        (config["bucket_name"].as_str(), config["file_format"].as_str()),
+        (Some("api-exports"), Some("Parquet"))
+    );
+    let schedule = scheduler.get_schedule().name(schedule_name(&id)).group_name(&group).send().await.unwrap();
+    assert_eq!(schedule.schedule_expression(), Some("cron(1 0 * * ? *)"));
+    assert_eq!(schedule.schedule_expression_timezone(), Some("Europe/Berlin"));
+
+    // The stored item holds the credentials encrypted only, both still there after the patch.
+    let base = local_stack().await;
+    let item = aws_sdk_dynamodb::Client::new(&base)
+        .get_item()
+        .table_name(Tables::from_env().exports)
+        .key("team_id", aws_sdk_dynamodb::types::AttributeValue::N(api.team.to_string()))
+        .key("id", aws_sdk_dynamodb::types::AttributeValue::S(id.clone()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_no_secret("the stored item", &format!("{item:?}"));
+    let sealed = item["encrypted_secrets"].as_m().unwrap();
+    assert!(sealed.contains_key("aws_access_key_id") && sealed.contains_key("aws_secret_access_key"));
+
+    let (status, paused) = api.call("POST", &api.path(&format!("{id}/pause/")), None).await;
+    assert_eq!((status, &paused["paused"]), (200, &json!(true)));
+    assert!(paused["last_paused_at"].is_string());
+    let schedule = scheduler.get_schedule().name(schedule_name(&id)).group_name(&group).send().await.unwrap();
+    assert_eq!(schedule.state(), Some(&ScheduleState::Disabled));
+    let (status, unpaused) = api.call("POST", &api.path(&format!("{id}/unpause/")), None).await;
+    assert_eq!((status, &unpaused["paused"]), (200, &json!(false)));
+    let schedule = scheduler.get_schedule().name(schedule_name(&id)).group_name(&group).send().await.unwrap();
+    assert_eq!(schedule.state(), Some(&ScheduleState::Enabled));
+    responses.push_str(&paused.to_string());
+    responses.push_str(&unpaused.to_string());
+
+    // Unpause with a backfill of what was missed while paused: a backfill from the pause to now.
+    api.call("POST", &api.path(&format!("{id}/pause/")), None).await;
+    let (status, unpaused) =
+        api.call("POST", &api.path(&format!("{id}/unpause/")), Some(json!({"backfill": true}))).await;
+    assert_eq!(status, 200, "{unpaused}");
+    assert_eq!(unpaused["backfill"]["status"], "Starting");
+    let (_, backfills) = api.call("GET", &api.path(&format!("{id}/backfills/")), None).await;
+    assert_eq!(backfills["results"][0]["id"], unpaused["backfill"]["id"]);
+
+    let (status, _) = api.call("DELETE", &api.path(&format!("{id}/")), None).await;
+    assert_eq!(status, 204);
+    let (status, _) = api.call("GET", &api.path(&format!("{id}/")), None).await;
+    assert_eq!(status, 404);
+    let gone = scheduler.get_schedule().name(schedule_name(&id)).group_name(&group).send().await;
+    assert!(gone.unwrap_err().as_service_error().unwrap().is_resource_not_found_exception());
+
+    assert_no_secret("the API's responses", &responses);
+    assert_no_secret("the functions' logs", &function_logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_validation_rule_is_a_400_naming_the_field() {
+    let api = Api::new_team(unique_team()).await;
+    let valid = s3_export("valid", "api-exports");
+    let with = |path: &[&str], value: Value| {
+        let mut body = valid.clone();
+        let mut target = &mut body;
+        for key in &path[..path.len() - 1] {
+            target = &mut target[*key];
+        }
+        target[path[path.len() - 1]] = value;
+        body
+    };
+    let without = |key: &str| {
+        let mut body = valid.clone();
+        body.as_object_mut().unwrap().remove(key);
+        body
+    };
+    let config = |key: &str, value: Value| with(&["destination", "config", key], value);
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("name is required", without("name"), "name"),
+        ("name is not empty", with(&["name"], json!(" ")), "name"),
+        ("destination is required", without("destination"), "destination"),
+        ("interval is required", without("interval"), "interval"),
+        ("unknown top-level key", with(&["colour"], json!("blue")), "colour"),
+        ("unknown config key", config("bucket", json!("x")), "destination.config.bucket"),
+        ("unknown destination type", with(&["destination", "type"], json!("FTP")), "destination.type"),
+        ("interval set", with(&["interval"], json!("month")), "interval"),
+        ("model set", with(&["model"], json!("sessions")), "model"),
+        ("timezone", with(&["timezone"], json!("Mars/Olympus")), "timezone"),
+        ("bucket is required", with(&["destination", "config"], json!({})), "destination.config.bucket_name"),
+        ("bucket name rules", config("bucket_name", json!("No_Such Bucket")), "destination.config.bucket_name"),
+        ("format set", config("file_format", json!("CSV")), "destination.config.file_format"),
+        ("compression set", config("compression", json!("zip")), "destination.config.compression"),
+        (
+            "format/compression pair",
+            with(
+                &["destination", "config"],
+                json!({"bucket_name": "b-b-b", "file_format": "JSONLines", "compression": "lz4"}),
+            ),
+            "destination.config.compression",
+        ),
+        ("key template variables", config("prefix", json!("{year}/{team}/")), "destination.config.prefix"),
+        ("encryption set", config("encryption", json!("rot13")), "destination.config.encryption"),
+        ("aws:kms needs kms_key_id", config("encryption", json!("aws:kms")), "destination.config.kms_key_id"),
+        (
+            "credentials come in pairs",
+            with(&["destination", "config"], json!({"bucket_name": "b-b-b", "aws_access_key_id": "AKIA"})),
+            "destination.config.aws_secret_access_key",
+        ),
+        ("endpoint URL", config("endpoint_url", json!("ftp://host")), "destination.config.endpoint_url"),
+        ("max file size type", config("max_file_size_mb", json!("big")), "destination.config.max_file_size_mb"),
+        ("start_at is tz-aware", with(&["start_at"], json!("2026-01-01T00:00:00")), "start_at"),
+        ("end_at is ISO 8601", with(&["end_at"], json!("next tuesday")), "end_at"),
+        (
+            "start_at before end_at",
+            with(&["start_at"], json!("2026-02-01T00:00:00Z")).tap_end("2026-01-01T00:00:00Z"),
+            "start_at",
+        ),
+    ];
+    for (rule, body, attr) in cases {
+        let (status, error) = api.call("POST", &api.path(""), Some(body)).await;
+        assert_eq!(status, 400, "{rule}: {error}");
+        assert_eq!(error["type"], "validation_error", "{rule}: {error}");
+        assert_eq!(error["attr"], attr, "{rule}: {error}");
+        assert!(!error["detail"].as_str().unwrap_or_default().is_empty(), "{rule}: a reason");
+    }
+    let (status, error) =
+        api.call_as(Some(&format!("Bearer {}", api.key)), "POST", &api.path(""), Some("{".into())).await;
+    assert_eq!((status, error["attr"].as_str()), (400, Some("body")), "malformed JSON: {error}");
+
+    // Patches meet the same rules; backfills and run listings have theirs.
+    let (_, created) = api.call("POST", &api.path(""), Some(valid.clone())).await;
+    let id = created["id"].as_str().unwrap();
+    let future = (Utc::now() + Duration::days(1)).to_rfc3339();
+    let later_cases: Vec<(&str, &str, String, Option<Value>, &str)> = vec![
+        ("patch: unknown key", "PATCH", format!("{id}/"), Some(json!({"paused_by": "me"})), "paused_by"),
+        (
+            "patch: compression pair",
+            "PATCH",
+            format!("{id}/"),
+            Some(json!({"destination": {"config": {"file_format": "JSONLines", "compression": "snappy"}}})),
+            "destination.config.compression",
+        ),
+        ("patch: interval", "PATCH", format!("{id}/"), Some(json!({"interval": "fortnight"})), "interval"),
+        ("unpause: unknown key", "POST", format!("{id}/unpause/"), Some(json!({"backfil": true})), "backfil"),
+        (
+            "backfill: start before end",
+            "POST",
+            format!("{id}/backfills/"),
+            Some(json!({"start_at": "2026-01-02T00:00:00Z", "end_at": "2026-01-01T00:00:00Z"})),
+            "start_at",
+        ),
+        (
+            "backfill: end not in the future",
+            "POST",
+            format!("{id}/backfills/"),
+            Some(json!({"start_at": "2026-01-01T00:00:00Z", "end_at": future})),
+            "end_at",
+        ),
+        (
+            "backfill: tz-aware",
+            "POST",
+            format!("{id}/backfills/"),
+            Some(json!({"start_at": "2026-01-01 00:00", "end_at": "2026-01-02T00:00:00Z"})),
+            "start_at",
+        ),
+        ("backfill: unknown key", "POST", format!("{id}/backfills/"), Some(json!({"from": "x"})), "from"),
+        (
+            "backfill: concurrency",
+            "POST",
+            format!("{id}/backfills/"),
+            Some(json!({"start_at": "2026-01-01T00:00:00Z", "end_at": "2026-01-02T00:00:00Z", "concurrency": 0})),
+            "concurrency",
+        ),
+        ("runs: limit", "GET", format!("{id}/runs/?limit=0"), None, "limit"),
+        ("runs: cursor", "GET", format!("{id}/runs/?cursor=yesterday"), None, "cursor"),
+        (
+            "runs: after before before",
+            "GET",
+            format!("{id}/runs/?after=2026-01-02T00:00:00Z&before=2026-01-01T00:00:00Z"),
+            None,
+            "after",
+        ),
+    ];
+    for (rule, method, path, body, attr) in later_cases {
+        let (status, error) = api.call(method, &api.path(&path), body).await;
+        assert_eq!((status, error["attr"].as_str()), (400, Some(attr)), "{rule}: {error}");
+    }
+    let (_, unchanged) = api.call("GET", &api.path(&format!("{id}/")), None).await;
+    assert_eq!(unchanged["interval"], "hour", "a rejected patch changes nothing");
+}
+
+trait TapEnd {
+    fn tap_end(self, end: &str) -> Value;
+}
+
+impl TapEnd for Value {
+    fn tap_end(mut self, end: &str) -> Value {
+        self["end_at"] = json!(end);
+        self
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teams_cannot_see_or_change_each_others_exports() {
+    let a = Api::new_team(unique_team()).await;
+    let b = Api::new_team(unique_team()).await;
+    let (_, created) = a.call("POST", &a.path(""), Some(s3_export("team a", "team-a-exports"))).await;
+    let id = created["id"].as_str().unwrap().to_string();
+
+    // B's key on A's project: refused; A's export under B's project: not found, whatever the route.
+    let (status, _) = b.call("GET", &a.path(&format!("{id}/")), None).await;
+    assert_eq!(status, 403);
+    for (method, rest, body) in [
+        ("GET", format!("{id}/"), None),
+        ("PATCH", format!("{id}/"), Some(json!({"name": "taken over"}))),
+        ("DELETE", format!("{id}/"), None),
+        ("POST", format!("{id}/pause/"), None),
+        ("POST", format!("{id}/unpause/"), None),
+        ("GET", format!("{id}/backfills/"), None),
+        (
+            "POST",
+            format!("{id}/backfills/"),
+            Some(json!({"start_at": "2026-01-01T00:00:00Z", "end_at": "2026-01-02T00:00:00Z"})),
+        ),
+        ("GET", format!("{id}/runs/"), None),
+    ] {
+        let (status, error) = b.call(method, &b.path(&rest), body).await;
+        assert_eq!(status, 404, "{method} {rest}: {error}");
+    }
+    let (_, list) = b.call("GET", &b.path(""), None).await;
+    assert_eq!(list["results"], json!([]));
+
+    // No key, a malformed header or an unknown key: 401.
+    for header in [None, Some("Basic abc"), Some("Bearer bek_unknown")] {
+        let (status, _) = a.call_as(header, "GET", &a.path(""), None).await;
+        assert_eq!(status, 401, "{header:?}");
+    }
+    let (_, still) = a.call("GET", &a.path(&format!("{id}/")), None).await;
+    assert_eq!((still["name"].as_str(), still["paused"].as_bool()), (Some("team a"), Some(false)));
+    let (status, _) = a.call("GET", &a.path("missing-export/"), None).await;
+    assert_eq!(status, 404);
+    let (status, _) = a.call("PUT", &a.path(&format!("{id}/")), None).await;
+    assert_eq!(status, 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_listed_newest_first_in_pages_and_can_be_retried_and_cancelled() {
+    let api = Api::new_team(unique_team()).await;
+    let (_, created) = api.call("POST", &api.path(""), Some(s3_export("runs", "api-exports"))).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let base = local_stack().await;
+    let runs = RunStore::new(aws_sdk_dynamodb::Client::new(&base), Tables::from_env().runs);
+    // Five hourly runs: four failed, the newest still running.
+    let first = t("2026-11-01T00:00:00Z");
+    let mut records = Vec::new();
+    for h in 0..5 {
+        let interval = Interval::new(first + Duration::hours(h), first + Duration::hours(h + 1)).unwrap();
+        let run = Run::new(&id, api.team, interval, Some(format!("{id}-{h}")), None, Utc::now());
+        let batch_exports::store::Begin::Started(run) = runs.begin(run, Duration::hours(3), Utc::now()).await.unwrap()
+        else {
+            panic!("a new run")
+        };
+        let run = if h < 4 {
+            runs.fail(&run.reference(), RunStatus::Failed, "bucket `x` does not exist", Utc::now()).await.unwrap()
+        } else {
+            run
+        };
+        records.push(run);
+    }
+
+    let (status, page) = api.call("GET", &api.path(&format!("{id}/runs/?limit=2")), None).await;
+    assert_eq!(status, 200, "{page}");
+    let ends = |page: &Value| -> Vec<String> {
+        page["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["data_interval_end"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ends(&page), ["2026-11-01T05:00:00Z", "2026-11-01T04:00:00Z"]);
+    let mut all = ends(&page);
+    let mut next = page["next"].as_str().map(str::to_string);
+    while let Some(path) = next {
+        let (status, page) = api.call("GET", &path, None).await;
+        assert_eq!(status, 200, "{page}");
+        all.extend(ends(&page));
+        next = page["next"].as_str().map(str::to_string);
+    }
+    assert_eq!(all.len(), 5, "every run once, newest first: {all:?}");
+    assert!(all.windows(2).all(|w| w[0] > w[1]));
+    let (_, within) = api
+        .call("GET", &api.path(&format!("{id}/runs/?after=2026-11-01T01:00:00Z&before=2026-11-01T03:00:00Z")), None)
+        .await;
+    assert_eq!(ends(&within), ["2026-11-01T03:00:00Z", "2026-11-01T02:00:00Z"]);
+
+    let failed = &records[1];
+    let (status, run) = api.call("GET", &api.path(&format!("{id}/runs/{}/", failed.run_id)), None).await;
+    assert_eq!((status, &run["status"], &run["id"]), (200, &json!("Failed"), &json!(failed.run_id)));
+    assert_eq!(run["latest_error"], "bucket `x` does not exist");
+
+    // A retry is a backfill of the run's one interval, started on the backfill state machine.
+    let (status, backfill) = api.call("POST", &api.path(&format!("{id}/runs/{}/retry/", failed.run_id)), None).await;
+    assert_eq!(status, 201, "{backfill}");
+    assert_eq!(
+        (backfill["start_at"].as_str(), backfill["end_at"].as_str()),
+        (Some("2026-11-01T01:00:00Z"), Some("2026-11-01T02:00:00Z"))
+    );
+    let sfn = aws_sdk_sfn::Client::new(&base);
+    let machine = std::env::var("BATCH_EXPORT_BACKFILL_STATE_MACHINE_ARN").unwrap();
+    let execution =
+        format!("{}:{}", machine.replace(":stateMachine:", ":execution:"), backfill["id"].as_str().unwrap());
+    let described = sfn.describe_execution().execution_arn(&execution).send().await.unwrap();
+    let input: Value = serde_json::from_str(described.input().unwrap()).unwrap();
+    assert_eq!(input, json!({"backfill": {"team_id": api.team, "export_id": id, "backfill_id": backfill["id"]}}));
+    let (status, got) =
+        api.call("GET", &api.path(&format!("{id}/backfills/{}/", backfill["id"].as_str().unwrap())), None).await;
+    assert_eq!((status, &got["id"]), (200, &backfill["id"]));
+    let (status, cancelled) = api
+        .call("POST", &api.path(&format!("{id}/backfills/{}/cancel/", backfill["id"].as_str().unwrap())), None)
+        .await;
+    assert_eq!((status, &cancelled["status"]), (200, &json!("Cancelled")));
+
+    // Cancelling: the running run is cancelled; an ended one is a conflict.
+    let running = &records[4];
+    let (status, run) = api.call("POST", &api.path(&format!("{id}/runs/{}/cancel/", running.run_id)), None).await;
+    assert_eq!((status, &run["status"]), (200, &json!("Cancelled")), "{run}");
+    let (status, _) = api.call("POST", &api.path(&format!("{id}/runs/{}/cancel/", failed.run_id)), None).await;
+    assert_eq!(status, 409);
+    // Another export's run is not found under this export.
+    let (_, other) = api.call("POST", &api.path(""), Some(s3_export("other", "api-exports"))).await;
+    let (status, _) =
+        api.call("GET", &api.path(&format!("{}/runs/{}/", other["id"].as_str().unwrap(), failed.run_id)), None).await;
+    assert_eq!(status, 404);
+}
