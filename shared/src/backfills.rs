@@ -74,7 +74,7 @@ pub struct Backfill {
     pub total_records: u64,
     /// The end of the last interval started.
     #[serde(default)]
-    pub cursor: Option<DateTime<Utc>>,
+    pub ran_until: Option<DateTime<Utc>>,
     #[serde(default)]
     pub latest_error: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -99,7 +99,7 @@ impl Backfill {
             finished_runs: 0,
             failed_runs: 0,
             total_records: 0,
-            cursor: None,
+            ran_until: None,
             latest_error: None,
             created_at: now,
             last_updated_at: now,

@@ -3,6 +3,7 @@
 //! One test binary keeps link time low; each module covers one part of the system.
 
 mod api;
+mod backfills;
 mod s3_export;
 mod schedules;
 mod state_machine;

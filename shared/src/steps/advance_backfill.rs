@@ -76,10 +76,10 @@ pub async fn advance_backfill(services: &Services, input: AdvanceInput) -> Resul
         tracing::info!(backfill_id = %backfill.id, expected, status = backfill.status.as_str(), "backfill planned");
     } else if let Some(ran) = &input.ran {
         let (mut finished, mut failed, mut records) = (0, 0, 0);
-        let mut cursor = backfill.cursor;
+        let mut ran_until = backfill.ran_until;
         for run in ran {
             let end = run.request.data_interval_end.expect("batch runs carry their interval");
-            cursor = cursor.max(Some(end));
+            ran_until = ran_until.max(Some(end));
             let Some(record) = services.runs.get(&reference.export_id, end).await? else { continue };
             if record.status.is_in_flight() {
                 continue;
@@ -90,8 +90,8 @@ pub async fn advance_backfill(services: &Services, input: AdvanceInput) -> Resul
             }
             records += record.records_completed.unwrap_or(0);
         }
-        if let Some(cursor) = cursor {
-            backfill = services.backfills.record_progress(reference, finished, failed, records, cursor, now).await?;
+        if let Some(ran_until) = ran_until {
+            backfill = services.backfills.record_progress(reference, finished, failed, records, ran_until, now).await?;
         }
     }
     if backfill.status != BackfillStatus::Running {
@@ -102,7 +102,7 @@ pub async fn advance_backfill(services: &Services, input: AdvanceInput) -> Resul
         backfill.effective_start_at.unwrap_or(backfill.start_at),
         backfill.effective_end_at.unwrap_or(backfill.end_at),
     )?;
-    let next = intervals_after(&export, range, backfill.cursor, backfill.concurrency as usize)?;
+    let next = intervals_after(&export, range, backfill.ran_until, backfill.concurrency as usize)?;
     if next.is_empty() {
         let backfill = services.backfills.finish(reference, BackfillStatus::Completed, None, Utc::now()).await?;
         tracing::info!(backfill_id = %backfill.id, status = backfill.status.as_str(), "backfill ended");

@@ -112,7 +112,7 @@ impl BackfillStore {
         self.transition(backfill, expression, &[BackfillStatus::Starting], values).await
     }
 
-    /// Adds the runs that just finished to a backfill's progress and moves its cursor (also once it was
+    /// Adds the runs that just finished to a backfill's progress and moves `ran_until` (also once it was
     /// cancelled: the runs of the batch under way when it was cancelled still finish and count).
     pub async fn record_progress(
         &self,
@@ -120,16 +120,16 @@ impl BackfillStore {
         finished: u64,
         failed: u64,
         records: u64,
-        cursor: DateTime<Utc>,
+        ran_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Backfill> {
         self.transition(
             backfill,
-            "SET cursor = :cursor, last_updated_at = :now \
+            "SET ran_until = :ran_until, last_updated_at = :now \
              ADD finished_runs :finished, failed_runs :failed, total_records :records",
             &[BackfillStatus::Running, BackfillStatus::Cancelled],
             [
-                (":cursor", time_value(cursor)),
+                (":ran_until", time_value(ran_until)),
                 (":now", time_value(now)),
                 (":finished", n(finished)),
                 (":failed", n(failed)),
