@@ -10,6 +10,8 @@
 mod bodies;
 mod error;
 mod handlers;
+#[cfg(test)]
+mod openapi;
 mod routes;
 
 pub use self::bodies::{backfill_view, export_view, run_view, MAX_BACKFILL_CONCURRENCY};

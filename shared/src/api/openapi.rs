@@ -1,0 +1,97 @@
+//! Keeps `openapi.json` (the API's OpenAPI document, at the repository root) true: the routes it lists are the
+//! routes the API serves, its schemas have the fields the API returns, secret fields are write-only, and its
+//! request examples pass the API's validation.
+
+use std::collections::BTreeSet;
+
+use chrono::Utc;
+use serde_json::Value;
+
+use super::bodies::{parse, CreateBackfill, CreateExport};
+use super::{backfill_view, export_view, run_view, ApiError, ROUTES};
+use crate::backfills::Backfill;
+use crate::exports::{BatchExport, Destination, ExportInterval};
+use crate::model::Interval;
+use crate::runs::Run;
+use crate::S3DestinationConfig;
+
+const DOCUMENT: &str = include_str!("../../../openapi.json");
+
+fn document() -> Value {
+    serde_json::from_str(DOCUMENT).expect("openapi.json is JSON")
+}
+
+fn properties(doc: &Value, schema: &str) -> BTreeSet<String> {
+    doc["components"]["schemas"][schema]["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("schema {schema} has properties"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn keys(value: &Value) -> BTreeSet<String> {
+    value.as_object().unwrap().keys().cloned().collect()
+}
+
+fn sample_export() -> BatchExport {
+    let mut config = S3DestinationConfig::new("my-exports");
+    config.aws_access_key_id = Some("AKIA".into());
+    config.aws_secret_access_key = Some("secret".into());
+    BatchExport::new("e", 1, "n", Destination::S3(config), ExportInterval::Hour)
+}
+
+#[test]
+fn the_document_lists_exactly_the_served_routes() {
+    let doc = document();
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in ["get", "post", "patch", "delete", "put"] {
+            if item.get(method).is_some() {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let served: BTreeSet<_> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    assert_eq!(documented, served);
+}
+
+#[test]
+fn schemas_hold_the_fields_the_api_returns() {
+    let doc = document();
+    let export = sample_export();
+    assert_eq!(properties(&doc, "Export"), keys(&export_view(&export)));
+    let all_config_fields = keys(&serde_json::to_value(S3DestinationConfig::new("b")).unwrap());
+    assert_eq!(properties(&doc, "S3Config"), all_config_fields);
+    for secret in export.destination.secret_fields() {
+        assert_eq!(doc["components"]["schemas"]["S3Config"]["properties"][secret]["writeOnly"], true, "{secret}");
+        assert!(export_view(&export)["destination"]["config"].get(*secret).is_none());
+    }
+    let interval = Interval::parse("2026-11-20T00:00:00Z", "2026-11-20T01:00:00Z").unwrap();
+    let run = Run::new("e", 1, interval, None, None, Utc::now());
+    assert_eq!(properties(&doc, "Run"), keys(&run_view(&run)));
+    let backfill = Backfill::new(&export, interval, 1, Utc::now());
+    assert_eq!(properties(&doc, "Backfill"), keys(&backfill_view(&backfill)));
+    let error = ApiError::validation("name", "must not be empty").body();
+    assert_eq!(properties(&doc, "Error"), keys(&error));
+}
+
+#[test]
+fn request_examples_pass_validation() {
+    let doc = document();
+    let schemas = &doc["components"]["schemas"];
+    let body = serde_json::to_vec(&schemas["ExportCreate"]["example"]).unwrap();
+    let mut export = sample_export();
+    parse::<CreateExport>(&body).unwrap().apply(&mut export).unwrap();
+    let patch = serde_json::to_vec(&schemas["ExportPatch"]["example"]).unwrap();
+    super::bodies::merge_patch(&export, &patch).unwrap().apply(&mut export).unwrap();
+    let body = serde_json::to_vec(&schemas["BackfillCreate"]["example"]).unwrap();
+    parse::<CreateBackfill>(&body).unwrap().check(Utc::now()).unwrap();
+    // Create's required fields are the ones the API requires.
+    for field in schemas["ExportCreate"]["required"].as_array().unwrap() {
+        let mut without = schemas["ExportCreate"]["example"].clone();
+        without.as_object_mut().unwrap().remove(field.as_str().unwrap());
+        let err = parse::<CreateExport>(&serde_json::to_vec(&without).unwrap()).unwrap_err();
+        assert!(matches!(err, ApiError::Validation { attr, .. } if attr == field.as_str().unwrap()));
+    }
+}
