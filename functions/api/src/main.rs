@@ -24,8 +24,9 @@ async fn respond(services: &ApiServices, request: Request) -> Result<Response<Bo
         body: request.body().to_vec(),
     };
     let response = handle(services, api_request).await;
-    Ok(Response::builder()
-        .status(response.status)
-        .header("content-type", "application/json")
-        .body(Body::Text(response.body.to_string()))?)
+    let builder = Response::builder().status(response.status);
+    Ok(match response.status {
+        204 => builder.body(Body::Empty)?,
+        _ => builder.header("content-type", "application/json").body(Body::Text(response.body.to_string()))?,
+    })
 }
