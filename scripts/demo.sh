@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The main job on the local stack, through the state machine: starts moto server (S3, DynamoDB) and the real
-# function binaries behind cargo lambda, writes an hour of sample events into the lake bucket, creates an
-# export record (Parquet + zstd, split at 2 MiB), executes statemachines/export.asl.json for that hour with
-# aws-local-stepfunctions, prints the execution result, the run record and the keys written, and stops the
-# stack it started.
+# The main job on the local stack, through the HTTP API and the state machines: starts moto server (S3,
+# DynamoDB, KMS, Scheduler, Step Functions) and the real function binaries behind cargo lambda, writes an hour of
+# sample events into the lake bucket, creates an export over the API (Parquet + zstd, split at 2 MiB) and a
+# backfill of that hour, executes statemachines/backfill.asl.json (which runs export.asl.json for the hour) with
+# aws-local-stepfunctions, prints the execution result, the backfill, the run and the keys written, and stops
+# the stack it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source localstack/lib.sh
@@ -19,19 +20,28 @@ end=$(date -u -d "$hour + 1 hour" +%Y-%m-%dT%H:%M:%SZ)
 $cli make-bucket exports
 $cli seed-lake --bucket "$BATCH_EXPORT_LAKE_BUCKET" --team-id 1 --start "$hour" \
   --events-per-hour "${DEMO_EVENTS:-120000}" --objects-per-hour 6
-$cli create-export --team-id 1 --id demo-export --interval hour --config '{
-  "bucket_name": "exports",
-  "prefix": "{year}-{month}-{day}_{table}/",
-  "file_format": "Parquet",
-  "compression": "zstd",
-  "max_file_size_mb": 2
-}'
-execution="demo-export-$(date -u -d "$end" +%Y%m%dT%H%M)-$(date +%s)"
-input="{\"team_id\": 1, \"export_id\": \"demo-export\", \"scheduled_time\": \"$(date -u -d "$end + 1 minute" +%Y-%m-%dT%H:%M:%SZ)\"}"
-echo "executing statemachines/export.asl.json as $execution with input $input"
-localstack/run-execution.sh --definition statemachines/export.asl.json --name "$execution" --input "$input" \
+# Through the HTTP API, as a user would: an API key for project 1, an hourly export (Parquet + zstd, split at
+# 2 MiB), and a backfill of the seeded hour.
+key=$($cli create-api-key --team-id 1 --label demo)
+api="$BATCH_EXPORT_API_URL/api/projects/1/batch_exports"
+call() { curl -sS -H "Authorization: Bearer $key" -H "Content-Type: application/json" "$@"; }
+field() { python3 -c "import json, sys; print(json.load(sys.stdin)['$1'])"; }
+export_id=$(call -X POST "$api/" -d '{
+  "name": "demo export", "interval": "hour",
+  "destination": {"type": "S3", "config": {"bucket_name": "exports", "prefix": "{year}-{month}-{day}_{table}/",
+    "file_format": "Parquet", "compression": "zstd", "max_file_size_mb": 2}}}' | field id)
+echo "created export $export_id (POST $api/)"
+backfill_id=$(call -X POST "$api/$export_id/backfills/" -d "{\"start_at\": \"$hour\", \"end_at\": \"$end\"}" | field id)
+# The API started the backfill state machine in the local Step Functions (moto), which records executions
+# without running them; the local interpreter runs it with the same input, and it runs the export state
+# machine for the hour.
+input="{\"backfill\": {\"team_id\": 1, \"export_id\": \"$export_id\", \"backfill_id\": \"$backfill_id\"}}"
+echo "executing statemachines/backfill.asl.json as $backfill_id with input $input"
+localstack/run-execution.sh --definition statemachines/backfill.asl.json --name "$backfill_id" --input "$input" \
   | python3 -m json.tool
-echo "the run record:"
-$cli show-run --export-id demo-export --end "$end"
+echo "the backfill (GET $api/$export_id/backfills/$backfill_id/):"
+call "$api/$export_id/backfills/$backfill_id/" | python3 -m json.tool
+echo "the run (GET $api/$export_id/runs/):"
+call "$api/$export_id/runs/" | python3 -m json.tool
 echo "the destination bucket now holds:"
 $cli list exports

@@ -232,6 +232,7 @@ async fn every_validation_rule_is_a_400_naming_the_field() {
             "destination.config.compression",
         ),
         ("patch: interval", "PATCH", format!("{id}/"), Some(json!({"interval": "fortnight"})), "interval"),
+        ("patch: paused", "PATCH", format!("{id}/"), Some(json!({"paused": true})), "paused"),
         ("unpause: unknown key", "POST", format!("{id}/unpause/"), Some(json!({"backfil": true})), "backfil"),
         (
             "backfill: start before end",

@@ -143,6 +143,9 @@ pub fn check_export(export: &BatchExport) -> Result<(), ApiError> {
 /// merged key by key. The result is parsed as a [`CreateExport`], so a patch meets every rule a create does.
 pub fn merge_patch(current: &BatchExport, patch: &[u8]) -> Result<CreateExport, ApiError> {
     let patch: Map<String, Value> = parse(patch)?;
+    if patch.contains_key("paused") {
+        return Err(ApiError::validation("paused", "cannot be patched: use the pause and unpause routes"));
+    }
     let current = export_view(current);
     let mut merged = Map::new();
     for key in ["name", "model", "destination", "interval", "timezone", "start_at", "end_at"] {

@@ -161,7 +161,7 @@ async fn run(command: Command) -> Result<(), ExportError> {
             }
             let tables = Tables::from_env();
             create_tables(&dynamodb, &tables).await?;
-            println!("tables {} and {} ready", tables.exports, tables.runs);
+            println!("tables {}, {}, {} and {} ready", tables.exports, tables.runs, tables.backfills, tables.api_keys);
             let alias = std::env::var("BATCH_EXPORT_KMS_KEY_ID")
                 .map_err(|_| ExportError::config("BATCH_EXPORT_KMS_KEY_ID", "is not set"))?;
             ensure_key_alias(&aws_sdk_kms::Client::new(&base), &alias).await?;

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{execution_name, RunRequest, Services, StepFailure};
 use crate::backfills::{count_intervals, effective_range, intervals_after, Backfill, BackfillRef, BackfillStatus};
-use crate::error::Result;
+use crate::error::{ExportError, Result};
 use crate::model::Interval;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,17 +78,27 @@ pub async fn advance_backfill(services: &Services, input: AdvanceInput) -> Resul
         let (mut finished, mut failed, mut records) = (0, 0, 0);
         let mut ran_until = backfill.ran_until;
         for run in ran {
-            let end = run.request.data_interval_end.expect("batch runs carry their interval");
+            let end = run
+                .request
+                .data_interval_end
+                .ok_or_else(|| ExportError::config("ran", "a batch run has no data_interval_end"))?;
             ran_until = ran_until.max(Some(end));
-            let Some(record) = services.runs.get(&reference.export_id, end).await? else { continue };
-            if record.status.is_in_flight() {
-                continue;
+            match services.runs.get(&reference.export_id, end).await? {
+                // Another execution still works on it (a scheduled run of the same interval).
+                Some(record) if record.status.is_in_flight() => continue,
+                Some(record) => {
+                    finished += 1;
+                    if record.status != crate::runs::RunStatus::Completed {
+                        failed += 1;
+                    }
+                    records += record.records_completed.unwrap_or(0);
+                }
+                // The run was refused before it had a record (its export changed under the backfill, say).
+                None => {
+                    finished += 1;
+                    failed += 1;
+                }
             }
-            finished += 1;
-            if record.status != crate::runs::RunStatus::Completed {
-                failed += 1;
-            }
-            records += record.records_completed.unwrap_or(0);
         }
         if let Some(ran_until) = ran_until {
             backfill = services.backfills.record_progress(reference, finished, failed, records, ran_until, now).await?;

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 
-use super::{item_error, time_value};
+use super::{item_error, n, s, time_value};
 use crate::aws_error::classify_sdk_error;
 use crate::backfills::{Backfill, BackfillRef, BackfillStatus};
 use crate::error::{ExportError, Result};
@@ -18,14 +18,6 @@ use crate::model::Interval;
 pub struct BackfillStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
 }
 
 fn status(v: BackfillStatus) -> AttributeValue {
@@ -72,18 +64,7 @@ impl BackfillStore {
 
     /// An export's latest backfills, newest first.
     pub async fn list(&self, export_id: &str, limit: i32) -> Result<Vec<Backfill>> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("export_id = :e")
-            .expression_attribute_values(":e", s(export_id))
-            .scan_index_forward(false)
-            .limit(limit)
-            .send()
-            .await
-            .map_err(|e| classify_sdk_error(e, "Query", &self.table, None))?;
-        out.items().iter().map(|i| serde_dynamo::from_item(i.clone()).map_err(|e| item_error(&self.table, e))).collect()
+        super::latest_of_export(&self.client, &self.table, export_id, limit).await
     }
 
     /// `Starting` → `Running` with the range to run and the number of runs it holds (or → `Completed` at once

@@ -71,16 +71,42 @@ impl ExportStore {
         reason: &str,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<BatchExport> {
+        let values = [
+            (":paused", AttributeValue::Bool(true)),
+            (":reason", AttributeValue::S(reason.to_string())),
+            (":now", time_value(now)),
+        ];
+        self.update_item(team_id, id, "SET paused = :paused, paused_reason = :reason, last_paused_at = :now", values)
+            .await
+    }
+
+    /// Unpauses an export (clearing the pause reason); returns the export as it is now.
+    pub async fn unpause(&self, team_id: i64, id: &str) -> Result<BatchExport> {
+        self.update_item(
+            team_id,
+            id,
+            "SET paused = :paused REMOVE paused_reason",
+            [(":paused", AttributeValue::Bool(false))],
+        )
+        .await
+    }
+
+    /// Updates an existing export's item; returns the export as it is now, without credentials.
+    async fn update_item<const N: usize>(
+        &self,
+        team_id: i64,
+        id: &str,
+        expression: &str,
+        values: [(&str, AttributeValue); N],
+    ) -> Result<BatchExport> {
         let out = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(team_id, id)))
-            .update_expression("SET paused = :paused, paused_reason = :reason, last_paused_at = :now")
+            .update_expression(expression)
             .condition_expression("attribute_exists(id)")
-            .expression_attribute_values(":paused", AttributeValue::Bool(true))
-            .expression_attribute_values(":reason", AttributeValue::S(reason.to_string()))
-            .expression_attribute_values(":now", time_value(now))
+            .set_expression_attribute_values(Some(values.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await
@@ -109,25 +135,6 @@ impl ExportStore {
             exports.push(self.decode(without_secrets(value))?);
         }
         Ok(exports)
-    }
-
-    /// Unpauses an export (clearing the pause reason); returns the export as it is now.
-    pub async fn unpause(&self, team_id: i64, id: &str) -> Result<BatchExport> {
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(team_id, id)))
-            .update_expression("SET paused = :paused REMOVE paused_reason")
-            .condition_expression("attribute_exists(id)")
-            .expression_attribute_values(":paused", AttributeValue::Bool(false))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
-            .send()
-            .await
-            .map_err(|e| self.update_error(e, "UpdateItem", id))?;
-        let item: Value =
-            serde_dynamo::from_item(out.attributes.unwrap_or_default()).map_err(|e| item_error(&self.table, e))?;
-        self.decode(without_secrets(item))
     }
 
     /// Deletes an export's item (its runs and backfills stay).

@@ -120,6 +120,36 @@ fn item_error(table: &str, e: impl std::fmt::Display) -> ExportError {
     ExportError::Internal(format!("an item of table `{table}` does not match the model: {e}"))
 }
 
+/// The latest `limit` items of an export (by sort key, newest first) in a table keyed by `export_id`.
+async fn latest_of_export<T: serde::de::DeserializeOwned>(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    export_id: &str,
+    limit: i32,
+) -> Result<Vec<T>> {
+    let out = client
+        .query()
+        .table_name(table)
+        .key_condition_expression("export_id = :e")
+        .expression_attribute_values(":e", s(export_id))
+        .scan_index_forward(false)
+        .limit(limit)
+        .send()
+        .await
+        .map_err(|e| classify_sdk_error(e, "Query", table, None))?;
+    out.items().iter().map(|item| serde_dynamo::from_item(item.clone()).map_err(|e| item_error(table, e))).collect()
+}
+
+/// A string attribute.
+fn s(v: impl Into<String>) -> aws_sdk_dynamodb::types::AttributeValue {
+    aws_sdk_dynamodb::types::AttributeValue::S(v.into())
+}
+
+/// A number attribute.
+fn n(v: impl ToString) -> aws_sdk_dynamodb::types::AttributeValue {
+    aws_sdk_dynamodb::types::AttributeValue::N(v.to_string())
+}
+
 /// A time as the tables store it (RFC 3339 UTC, as the models serialize it).
 fn time_value(t: chrono::DateTime<chrono::Utc>) -> aws_sdk_dynamodb::types::AttributeValue {
     serde_dynamo::to_attribute_value(t).expect("a time converts")

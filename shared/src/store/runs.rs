@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Duration, Utc};
 
-use super::{item_error, time_value as time};
+use super::{item_error, n, s, time_value as time};
 use crate::aws_error::classify_sdk_error;
 use crate::error::{ExportError, Result};
 use crate::export::ExportOutcome;
@@ -35,14 +35,6 @@ pub enum Begin {
     Started(Run),
     /// Another execution is working on the run; this trigger does nothing.
     InProgress(Run),
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
 }
 
 fn status(v: RunStatus) -> AttributeValue {
@@ -80,21 +72,7 @@ impl RunStore {
 
     /// An export's runs, newest interval first.
     pub async fn list(&self, export_id: &str, limit: i32) -> Result<Vec<Run>> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("export_id = :e")
-            .expression_attribute_values(":e", s(export_id))
-            .scan_index_forward(false)
-            .limit(limit)
-            .send()
-            .await
-            .map_err(|e| classify_sdk_error(e, "Query", &self.table, None))?;
-        out.items()
-            .iter()
-            .map(|item| serde_dynamo::from_item(item.clone()).map_err(|e| item_error(&self.table, e)))
-            .collect()
+        super::latest_of_export(&self.client, &self.table, export_id, limit).await
     }
 
     /// One page of an export's runs, newest interval first: at most `limit` runs whose interval ends before
