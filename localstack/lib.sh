@@ -5,6 +5,8 @@
 # - the Lambda functions: `cargo lambda watch --only-lambda-apis` serves the Lambda Invoke and Runtime APIs on
 #   LAMBDA_PORT (default 9055) and the real function binaries from target/debug poll it (FUNCTION_INSTANCES
 #   instances each, default 2);
+# - the BigQuery emulator (bqemulator, FastAPI + DuckDB, from PyPI) on BQ_PORT (default 9050), in .local/bq-venv
+#   (`bq_install`, `bq_up`; the tests use it, the demo does not);
 # - the state machine runs in aws-local-stepfunctions (Node 22, both from npm, in localstack/sfn/node_modules):
 #   `localstack/run-execution.sh` executes statemachines/export.asl.json against those functions.
 #
@@ -42,6 +44,46 @@ stack_install() {
     echo "installing aws-local-stepfunctions and Node 22 into localstack/sfn/node_modules" >&2
     (cd "$STACK_ROOT/localstack/sfn" && npm ci --no-audit --no-fund --silent)
   fi
+}
+
+# The BigQuery emulator, in its own venv, with the DuckDB extension it needs installed offline (see
+# ../shared/notes/local-stack.md: pinned duckdb, spatial extension copied into the emulator's HOME).
+BQ_PORT=${BQ_PORT:-9050}
+BQEMULATOR_VERSION=1.4.0
+DUCKDB_VERSION=1.5.5
+bq_install() {
+  local venv="$STACK_STATE/bq-venv"
+  if ! "$venv/bin/python" -c "import importlib.metadata as m, jwt; assert m.version('bqemulator') == '$BQEMULATOR_VERSION'" 2>/dev/null; then
+    echo "installing bqemulator $BQEMULATOR_VERSION into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "bqemulator==$BQEMULATOR_VERSION" \
+      "duckdb==$DUCKDB_VERSION" "duckdb-extension-spatial==$DUCKDB_VERSION" numpy PyJWT cryptography
+  fi
+  local home="$STACK_STATE/bq-home" extension
+  extension=$("$venv/bin/python" -c "import duckdb_extension_spatial, os; print(os.path.dirname(duckdb_extension_spatial.__file__))")/extensions/v$DUCKDB_VERSION/spatial.duckdb_extension
+  mkdir -p "$home/.duckdb/extensions/v$DUCKDB_VERSION/linux_amd64" "$STACK_STATE/bq-uploads" "$STACK_STATE/bq-gcs"
+  cp -u "$extension" "$home/.duckdb/extensions/v$DUCKDB_VERSION/linux_amd64/"
+}
+
+bq_alive() {
+  curl -fsS "http://127.0.0.1:$BQ_PORT/bigquery/v2/projects/test-proj/datasets" >/dev/null 2>&1
+}
+
+# Starts the BigQuery emulator (project `test-proj`) unless one is running.
+bq_up() {
+  bq_install
+  export BATCH_EXPORT_BIGQUERY_EMULATOR="http://127.0.0.1:$BQ_PORT"
+  export BATCH_EXPORT_BQ_PYTHON="$STACK_STATE/bq-venv/bin/python"
+  if bq_alive; then
+    echo "BigQuery emulator already running on 127.0.0.1:$BQ_PORT" >&2
+    return 0
+  fi
+  HOME="$STACK_STATE/bq-home" BQEMU_UPLOAD_STAGING_DIR="$STACK_STATE/bq-uploads" BQEMU_GCS_LOCAL_ROOT="$STACK_STATE/bq-gcs" \
+    "$STACK_STATE/bq-venv/bin/bqemulator" start --rest-host 127.0.0.1 --rest-port "$BQ_PORT" --grpc-host 127.0.0.1 \
+    --grpc-port $((BQ_PORT + 10)) --project test-proj --log-level warning >"$STACK_STATE/bq.log" 2>&1 &
+  started $!
+  wait_for bq_alive "the BigQuery emulator" "$STACK_STATE/bq.log"
+  echo "BigQuery emulator up on 127.0.0.1:$BQ_PORT" >&2
 }
 
 # The SAM CLI (for `sam validate --lint` in the tests, and `sam build`/`sam deploy`), in its own venv.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: lints the SAM template, installs and starts the local stack (moto server for S3 and
-# DynamoDB, the function binaries behind cargo lambda, aws-local-stepfunctions for the state machine), runs
-# every unit and integration test, and stops what it started.
+# The whole test suite: lints the SAM template, installs and starts the local stack (moto server for the AWS
+# services, the function binaries behind cargo lambda, aws-local-stepfunctions for the state machines, the
+# BigQuery emulator), runs every unit and integration test, and stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source localstack/lib.sh
@@ -13,4 +13,5 @@ SAM_CLI_TELEMETRY=0 AWS_REGION=${AWS_REGION:-us-east-1} "$STACK_STATE/sam-venv/b
 cargo build --locked --workspace --bins
 stack_up
 functions_up
+bq_up
 cargo test --workspace --locked "$@"

@@ -6,6 +6,7 @@ pub mod api;
 pub mod autopause;
 pub mod aws_error;
 pub mod backfills;
+pub mod bigquery;
 pub mod config;
 pub mod encode;
 pub mod error;

@@ -4,6 +4,7 @@
 
 mod api;
 mod backfills;
+mod bigquery;
 mod s3_export;
 mod schedules;
 mod state_machine;

@@ -1,0 +1,152 @@
+//! The BigQuery tables of each model (the seed's schemas) and the statements that move a stage table's rows into
+//! the final table: `INSERT … SELECT` for events (adding `bq_ingested_timestamp`), `MERGE` on
+//! `(team_id, distinct_id)` for persons (stage rows de-duplicated by key, newest versions first; an existing row is
+//! updated only when a stage version is higher; new keys are inserted).
+//!
+//! Stage tables hold the JSON columns as `STRING` (that is how load jobs write them); with `use_json_type` the
+//! final table's JSON columns are `JSON` and the statements convert with `PARSE_JSON`.
+
+use serde_json::{json, Value};
+
+use crate::model::{Interval, Model};
+
+/// The JSON-valued columns of a model.
+pub fn json_columns(model: Model) -> &'static [&'static str] {
+    match model {
+        Model::Events => &["properties", "set", "set_once"],
+    }
+}
+
+fn field(name: &str, kind: &str) -> Value {
+    json!({"name": name, "type": kind, "mode": "NULLABLE"})
+}
+
+/// The final table's schema (`use_json_type`: JSON columns as `JSON`, else `STRING`).
+pub fn final_schema(model: Model, use_json_type: bool) -> Value {
+    let json_kind = if use_json_type { "JSON" } else { "STRING" };
+    let columns = stage_columns(model);
+    let mut fields: Vec<Value> = columns
+        .iter()
+        .map(|(name, kind)| field(name, if json_columns(model).contains(name) { json_kind } else { kind }))
+        .collect();
+    if model == Model::Events {
+        fields.push(field("bq_ingested_timestamp", "TIMESTAMP"));
+    }
+    Value::Array(fields)
+}
+
+/// The stage table's schema: the model's columns, JSON ones as `STRING`.
+pub fn stage_schema(model: Model) -> Value {
+    Value::Array(stage_columns(model).iter().map(|(name, kind)| field(name, kind)).collect())
+}
+
+fn stage_columns(model: Model) -> &'static [(&'static str, &'static str)] {
+    match model {
+        Model::Events => &[
+            ("uuid", "STRING"),
+            ("event", "STRING"),
+            ("properties", "STRING"),
+            ("elements", "STRING"),
+            ("set", "STRING"),
+            ("set_once", "STRING"),
+            ("distinct_id", "STRING"),
+            ("team_id", "INT64"),
+            ("ip", "STRING"),
+            ("site_url", "STRING"),
+            ("timestamp", "TIMESTAMP"),
+        ],
+    }
+}
+
+/// The field the final table is partitioned on by day, if the model has one.
+pub fn partition_field(model: Model) -> Option<&'static str> {
+    match model {
+        Model::Events => Some("timestamp"),
+    }
+}
+
+/// The stage table of a run: `stage_{table}_{interval end}_{team}` (the reference's name).
+pub fn stage_table(table: &str, interval: &Interval, team_id: i64) -> String {
+    format!("stage_{table}_{}_{team_id}", interval.end.format("%Y%m%dT%H%M%SZ"))
+}
+
+/// A table's fully qualified, quoted name.
+pub fn qualified(project: &str, dataset: &str, table: &str) -> String {
+    format!("`{project}.{dataset}.{table}`")
+}
+
+fn select_expression(model: Model, column: &str, use_json_type: bool) -> String {
+    if use_json_type && json_columns(model).contains(&column) {
+        format!("PARSE_JSON({column})")
+    } else {
+        column.to_string()
+    }
+}
+
+/// `INSERT INTO final (…) SELECT …, CURRENT_TIMESTAMP() FROM stage` for append-only models.
+pub fn insert_statement(model: Model, final_table: &str, stage: &str, use_json_type: bool) -> String {
+    let columns: Vec<&str> = stage_columns(model).iter().map(|(name, _)| *name).collect();
+    let selected: Vec<String> = columns.iter().map(|c| select_expression(model, c, use_json_type)).collect();
+    format!(
+        "INSERT INTO {final_table} ({}, bq_ingested_timestamp) SELECT {}, CURRENT_TIMESTAMP() FROM {stage}",
+        columns.join(", "),
+        selected.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_schema_follows_the_seed() {
+        let names: Vec<String> = final_schema(Model::Events, false)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "uuid",
+                "event",
+                "properties",
+                "elements",
+                "set",
+                "set_once",
+                "distinct_id",
+                "team_id",
+                "ip",
+                "site_url",
+                "timestamp",
+                "bq_ingested_timestamp"
+            ]
+        );
+        let kinds = |json: bool| -> Vec<String> {
+            final_schema(Model::Events, json)
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|f| f["name"] == "properties" || f["name"] == "set")
+                .map(|f| f["type"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(kinds(true), ["JSON", "JSON"]);
+        assert_eq!(kinds(false), ["STRING", "STRING"]);
+        assert_eq!(partition_field(Model::Events), Some("timestamp"));
+    }
+
+    #[test]
+    fn statements_and_stage_names() {
+        let interval = Interval::parse("2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z").unwrap();
+        assert_eq!(stage_table("events", &interval, 7), "stage_events_20261120T110000Z_7");
+        let sql = insert_statement(Model::Events, "`p.d.events`", "`p.d.stage`", true);
+        assert!(sql.starts_with("INSERT INTO `p.d.events` (uuid, event, properties,"), "{sql}");
+        assert!(
+            sql.contains("PARSE_JSON(properties)") && sql.contains("CURRENT_TIMESTAMP() FROM `p.d.stage`"),
+            "{sql}"
+        );
+        assert!(!insert_statement(Model::Events, "f", "s", false).contains("PARSE_JSON"));
+    }
+}
