@@ -73,12 +73,14 @@ pub fn calendar_fields(t: DateTime<Utc>) -> [(&'static str, String); 6] {
     ]
 }
 
-/// The tables (models) a run can export. Only `events` exists so far; `persons` comes with the mutable models.
+/// The tables (models) a run can export: `events` (append-only) and `persons` (mutable: one row per
+/// `(team_id, distinct_id)`, see [`crate::persons`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Model {
     #[default]
     Events,
+    Persons,
 }
 
 impl Model {
@@ -86,6 +88,7 @@ impl Model {
     pub fn table(&self) -> &'static str {
         match self {
             Model::Events => "events",
+            Model::Persons => "persons",
         }
     }
 }

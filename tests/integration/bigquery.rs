@@ -8,7 +8,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use batch_exports::bigquery::schema::stage_table;
-use batch_exports::bigquery::{load_events, BigQuery, BigQueryDestinationConfig, TokenSource};
+use batch_exports::bigquery::{
+    load_events, load_persons, BigQuery, BigQueryDestinationConfig, LoadTarget, TokenSource,
+};
+use batch_exports::persons::PersonRow;
 use batch_exports::synthetic::SyntheticEvents;
 use batch_exports::{ExportError, Interval};
 use chrono::{Duration, Utc};
@@ -32,6 +35,7 @@ impl TokenStub {
         let ok = Command::new("openssl")
             .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
             .arg(&key)
+            .stderr(Stdio::null())
             .status()
             .unwrap()
             .success()
@@ -168,8 +172,19 @@ async fn events_land_in_the_final_table_through_a_stage_table_with_json_or_strin
         let bq = stub.client(&config);
         // Small jobs: several load jobs into the one stage table.
         let batches = rows.chunks(1_000).map(|c| c.to_vec());
-        let outcome =
-            load_events(&bq, &config, &interval, 77, &format!("job-{dataset}"), 400_000, batches).await.unwrap();
+        let outcome = load_events(
+            &bq,
+            LoadTarget {
+                config: &config,
+                interval: &interval,
+                team_id: 77,
+                job_prefix: &format!("job-{dataset}"),
+                max_job_bytes: 400_000,
+            },
+            batches,
+        )
+        .await
+        .unwrap();
         assert_eq!(outcome.rows, 2_500);
         assert!(outcome.load_jobs >= 2, "{outcome:?}");
 
@@ -207,8 +222,18 @@ async fn events_land_in_the_final_table_through_a_stage_table_with_json_or_strin
 
         // A second run of the interval reloads the stage from scratch (the final table gets the rows again:
         // events are append-only, as in the reference).
-        let again =
-            load_events(&bq, &config, &interval, 77, &format!("job2-{dataset}"), 400_000, [rows[..10].to_vec()]).await;
+        let again = load_events(
+            &bq,
+            LoadTarget {
+                config: &config,
+                interval: &interval,
+                team_id: 77,
+                job_prefix: &format!("job2-{dataset}"),
+                max_job_bytes: 400_000,
+            },
+            [rows[..10].to_vec()],
+        )
+        .await;
         assert_eq!(again.unwrap().rows, 10);
         assert_eq!(emulator.tables(&dataset).await, ["events"]);
     }
@@ -223,9 +248,13 @@ async fn a_denied_permission_or_a_bad_key_fails_without_retry_naming_what_was_re
 
     let dataset = emulator.create_dataset().await;
     let config = stub.config(&dataset, "denied@test-proj.iam.gserviceaccount.com", false);
-    let error = load_events(&stub.client(&config), &config, &interval, 78, "denied", 1 << 20, [rows.clone()])
-        .await
-        .unwrap_err();
+    let error = load_events(
+        &stub.client(&config),
+        LoadTarget { config: &config, interval: &interval, team_id: 78, job_prefix: "denied", max_job_bytes: 1 << 20 },
+        [rows.clone()],
+    )
+    .await
+    .unwrap_err();
     assert!(!error.is_retryable(), "{error}");
     assert!(matches!(error, ExportError::AccessDenied { .. }), "{error:?}");
     assert!(error.to_string().contains("bigquery.tables.create"), "{error}");
@@ -235,9 +264,142 @@ async fn a_denied_permission_or_a_bad_key_fails_without_retry_naming_what_was_re
     let other = TokenStub::start();
     let mut config = other.config(&dataset, "exports@test-proj.iam.gserviceaccount.com", false);
     config.token_uri = format!("{}/token", stub.url);
-    let error =
-        load_events(&stub.client(&config), &config, &interval, 78, "bad-key", 1 << 20, [rows]).await.unwrap_err();
+    let error = load_events(
+        &stub.client(&config),
+        LoadTarget { config: &config, interval: &interval, team_id: 78, job_prefix: "bad-key", max_job_bytes: 1 << 20 },
+        [rows],
+    )
+    .await
+    .unwrap_err();
     assert!(!error.is_retryable(), "{error}");
     assert!(error.to_string().contains("invalid_grant"), "{error}");
     assert!(!emulator.tables(&dataset).await.contains(&stage_table("events", &interval, 78)));
+}
+
+fn person(distinct_id: &str, person_id: &str, person_version: i64, distinct_version: i64, team: i64) -> PersonRow {
+    PersonRow {
+        team_id: team,
+        distinct_id: distinct_id.into(),
+        person_id: person_id.into(),
+        properties: json!({"email": format!("{distinct_id}@example.com"), "v": person_version}),
+        person_version,
+        person_distinct_id_version: distinct_version,
+        created_at: Utc::now(),
+        is_deleted: false,
+        inserted_at: Utc::now(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persons_runs_merge_by_key_and_older_versions_never_overwrite() {
+    let stub = TokenStub::start();
+    let emulator = Emulator::new();
+    let dataset = emulator.create_dataset().await;
+    let mut config = stub.config(&dataset, "exports@test-proj.iam.gserviceaccount.com", true);
+    config.table_id = "persons".into();
+    let bq = stub.client(&config);
+    let first = hour();
+    let second = Interval::new(first.end, first.end + Duration::hours(1)).unwrap();
+
+    let run1 = [person("a", "p-a", 2, 1, 9), person("b", "p-b", 5, 3, 9), person("c", "p-c", 1, 1, 9)];
+    let target =
+        LoadTarget { config: &config, interval: &first, team_id: 9, job_prefix: "persons-1", max_job_bytes: 1 << 20 };
+    assert_eq!(load_persons(&bq, target, &run1).await.unwrap().rows, 3);
+    // The second run: `a` newer (properties and mapping), `b` older on both counts, `c` a newer mapping only,
+    // `d` new; and `a` twice in the stage (the newest wins the de-duplication).
+    let run2 = [
+        person("a", "p-a2", 3, 2, 9),
+        person("a", "p-a1", 1, 1, 9),
+        person("b", "p-old", 4, 2, 9),
+        PersonRow { properties: json!({"stale": true}), ..person("c", "p-c2", 0, 2, 9) },
+        person("d", "p-d", 1, 1, 9),
+    ];
+    let target = LoadTarget { interval: &second, job_prefix: "persons-2", ..target };
+    load_persons(&bq, target, &run2).await.unwrap();
+
+    let got = emulator
+        .query(&format!(
+            "SELECT distinct_id, person_id, person_version, person_distinct_id_version, TO_JSON_STRING(properties) \
+             FROM `test-proj.{dataset}.persons` ORDER BY distinct_id"
+        ))
+        .await;
+    let rows: Vec<(String, String, String, String)> = got
+        .iter()
+        .map(|r| {
+            (
+                r[0].as_str().unwrap().into(),
+                r[1].as_str().unwrap().into(),
+                r[2].as_str().unwrap().into(),
+                r[3].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let expect = |d: &str, p: &str, pv: i64, dv: i64| (d.to_string(), p.to_string(), pv.to_string(), dv.to_string());
+    assert_eq!(
+        rows,
+        [expect("a", "p-a2", 3, 2), expect("b", "p-b", 5, 3), expect("c", "p-c2", 1, 2), expect("d", "p-d", 1, 1)],
+        "one row per key, newest data"
+    );
+    assert!(got[2][4].as_str().unwrap().contains("c@example.com"), "c keeps its newer properties: {:?}", got[2][4]);
+    let meta = emulator.table(&dataset, "persons").await;
+    assert!(meta["schema"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["name"] == "properties" && f["type"] == "JSON"));
+    assert_eq!(emulator.tables(&dataset).await, ["persons"], "no stage table remains");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_example_query_counts_what_the_source_data_says() {
+    let stub = TokenStub::start();
+    let emulator = Emulator::new();
+    let dataset = emulator.create_dataset().await;
+    let interval = hour();
+    let team = 31;
+    let events = SyntheticEvents::new(8, team).events_between(interval.start, Duration::hours(1), 3_000);
+    // Persons for every other distinct id seen in the events.
+    let mut distinct: Vec<&str> = events.iter().map(|e| e.distinct_id.as_str()).collect();
+    distinct.sort();
+    distinct.dedup();
+    let persons: Vec<PersonRow> =
+        distinct.iter().step_by(2).enumerate().map(|(i, d)| person(d, &format!("person-{i}"), 1, 1, team)).collect();
+
+    let config = stub.config(&dataset, "exports@test-proj.iam.gserviceaccount.com", false);
+    let bq = stub.client(&config);
+    let target = LoadTarget {
+        config: &config,
+        interval: &interval,
+        team_id: team,
+        job_prefix: "ex-events",
+        max_job_bytes: 1 << 22,
+    };
+    load_events(&bq, target, [events.clone()]).await.unwrap();
+    let mut persons_config = config.clone();
+    persons_config.table_id = "persons".into();
+    let target = LoadTarget { config: &persons_config, job_prefix: "ex-persons", ..target };
+    load_persons(&bq, target, &persons).await.unwrap();
+
+    let sql = format!(
+        "SELECT event, COUNT(persons.person_id) AS unique_persons_count \
+         FROM `test-proj.{dataset}.events` AS events \
+         LEFT JOIN `test-proj.{dataset}.persons` AS persons \
+         ON events.distinct_id = persons.distinct_id AND events.team_id = persons.team_id \
+         WHERE persons.person_id IS NOT NULL GROUP BY event ORDER BY unique_persons_count DESC, event"
+    );
+    let got: Vec<(String, u64)> = emulator
+        .query(&sql)
+        .await
+        .iter()
+        .map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_str().unwrap().parse().unwrap()))
+        .collect();
+    let mapped: std::collections::HashSet<&str> = persons.iter().map(|p| p.distinct_id.as_str()).collect();
+    let mut expected: std::collections::BTreeMap<String, u64> = Default::default();
+    for e in events.iter().filter(|e| mapped.contains(e.distinct_id.as_str())) {
+        *expected.entry(e.event.clone()).or_default() += 1;
+    }
+    let mut expected: Vec<(String, u64)> = expected.into_iter().collect();
+    expected.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected);
 }

@@ -5,6 +5,7 @@
 mod api;
 mod backfills;
 mod bigquery;
+mod persons;
 mod s3_export;
 mod schedules;
 mod state_machine;

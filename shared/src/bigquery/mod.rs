@@ -13,4 +13,4 @@ pub mod schema;
 pub use self::auth::TokenSource;
 pub use self::client::BigQuery;
 pub use self::config::BigQueryDestinationConfig;
-pub use self::load::{load_events, LoadOutcome, MAX_JOB_BYTES};
+pub use self::load::{load_events, load_persons, LoadOutcome, LoadTarget, MAX_JOB_BYTES};

@@ -2,11 +2,13 @@
 //! ([`super::schema::stage_schema`]), JSON-valued columns as JSON text.
 //!
 //! Events: `properties` as sent; `set` and `set_once` from the properties' `$set` and `$set_once`; `ip` from
-//! `$ip`; `elements` is the elements chain; `site_url` is empty (deprecated in the reference too).
+//! `$ip`; `elements` is the elements chain; `site_url` is empty (deprecated in the reference too). Persons: the
+//! seed's six columns.
 
 use serde_json::{json, Value};
 
 use crate::model::{EventRow, IsoMicros};
+use crate::persons::PersonRow;
 
 /// One event as a stage row.
 pub fn event_stage_row(row: &EventRow) -> Value {
@@ -24,6 +26,18 @@ pub fn event_stage_row(row: &EventRow) -> Value {
         "ip": member("$ip").and_then(|v| v.as_str()).map(str::to_string),
         "site_url": "",
         "timestamp": IsoMicros(row.timestamp).to_string(),
+    })
+}
+
+/// One person row as a stage row (`properties` as JSON text).
+pub fn person_stage_row(row: &PersonRow) -> Value {
+    json!({
+        "team_id": row.team_id,
+        "distinct_id": row.distinct_id,
+        "person_id": row.person_id,
+        "properties": row.properties.to_string(),
+        "person_version": row.person_version,
+        "person_distinct_id_version": row.person_distinct_id_version,
     })
 }
 

@@ -14,6 +14,7 @@ use crate::model::{Interval, Model};
 pub fn json_columns(model: Model) -> &'static [&'static str] {
     match model {
         Model::Events => &["properties", "set", "set_once"],
+        Model::Persons => &["properties"],
     }
 }
 
@@ -55,6 +56,14 @@ fn stage_columns(model: Model) -> &'static [(&'static str, &'static str)] {
             ("site_url", "STRING"),
             ("timestamp", "TIMESTAMP"),
         ],
+        Model::Persons => &[
+            ("team_id", "INT64"),
+            ("distinct_id", "STRING"),
+            ("person_id", "STRING"),
+            ("properties", "STRING"),
+            ("person_version", "INT64"),
+            ("person_distinct_id_version", "INT64"),
+        ],
     }
 }
 
@@ -62,6 +71,7 @@ fn stage_columns(model: Model) -> &'static [(&'static str, &'static str)] {
 pub fn partition_field(model: Model) -> Option<&'static str> {
     match model {
         Model::Events => Some("timestamp"),
+        Model::Persons => None,
     }
 }
 
@@ -91,6 +101,29 @@ pub fn insert_statement(model: Model, final_table: &str, stage: &str, use_json_t
         "INSERT INTO {final_table} ({}, bq_ingested_timestamp) SELECT {}, CURRENT_TIMESTAMP() FROM {stage}",
         columns.join(", "),
         selected.join(", ")
+    )
+}
+
+/// `MERGE` of a persons stage into the final table on `(team_id, distinct_id)`: the stage's rows are first
+/// de-duplicated by key (highest versions first); a matched row takes the stage's `person_id` only where the
+/// stage's `person_distinct_id_version` is higher and its `properties` only where its `person_version` is
+/// higher (so an older change never overwrites a newer one); keys not in the final table are inserted.
+pub fn merge_statement(final_table: &str, stage: &str, use_json_type: bool) -> String {
+    let properties = if use_json_type { "PARSE_JSON(stage.properties)" } else { "stage.properties" };
+    format!(
+        "MERGE {final_table} AS final \
+         USING (SELECT * FROM {stage} QUALIFY ROW_NUMBER() OVER (PARTITION BY team_id, distinct_id \
+         ORDER BY person_version DESC, person_distinct_id_version DESC) = 1) AS stage \
+         ON final.team_id = stage.team_id AND final.distinct_id = stage.distinct_id \
+         WHEN MATCHED AND (stage.person_version > final.person_version \
+         OR stage.person_distinct_id_version > final.person_distinct_id_version) THEN UPDATE SET \
+         person_id = IF(stage.person_distinct_id_version > final.person_distinct_id_version, stage.person_id, final.person_id), \
+         person_distinct_id_version = GREATEST(stage.person_distinct_id_version, final.person_distinct_id_version), \
+         properties = IF(stage.person_version > final.person_version, {properties}, final.properties), \
+         person_version = GREATEST(stage.person_version, final.person_version) \
+         WHEN NOT MATCHED BY TARGET THEN INSERT \
+         (team_id, distinct_id, person_id, properties, person_version, person_distinct_id_version) VALUES \
+         (stage.team_id, stage.distinct_id, stage.person_id, {properties}, stage.person_version, stage.person_distinct_id_version)"
     )
 }
 
@@ -148,5 +181,10 @@ mod tests {
             "{sql}"
         );
         assert!(!insert_statement(Model::Events, "f", "s", false).contains("PARSE_JSON"));
+        let merge = merge_statement("`p.d.persons`", "`p.d.stage`", true);
+        assert!(merge.starts_with("MERGE `p.d.persons` AS final USING (SELECT * FROM `p.d.stage` QUALIFY"), "{merge}");
+        assert!(merge.contains("ON final.team_id = stage.team_id AND final.distinct_id = stage.distinct_id"));
+        assert!(merge.contains("IF(stage.person_version > final.person_version, PARSE_JSON(stage.properties)"));
+        assert!(!merge_statement("f", "s", false).contains("PARSE_JSON"));
     }
 }

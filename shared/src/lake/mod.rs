@@ -31,6 +31,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::{Deserialize, Serialize};
 
+pub(crate) use self::store::read_error;
 pub use self::store::{LakeObject, LakeStore};
 use crate::config::Compression;
 use crate::error::{ExportError, Result, RowLocation};
@@ -63,7 +64,12 @@ impl LakeFormat {
 
 /// The key prefix of one hour partition of a team's events.
 pub fn partition_prefix(lake_prefix: &str, team_id: i64, hour: DateTime<Utc>) -> String {
-    format!("{lake_prefix}events/team_id={team_id}/date={}/hour={}/", hour.format("%Y-%m-%d"), hour.format("%H"))
+    table_partition_prefix(lake_prefix, "events", team_id, hour)
+}
+
+/// The partition of a table of the lake (`events`, `persons`) for a team's hour.
+pub fn table_partition_prefix(lake_prefix: &str, table: &str, team_id: i64, hour: DateTime<Utc>) -> String {
+    format!("{lake_prefix}{table}/team_id={team_id}/date={}/hour={}/", hour.format("%Y-%m-%d"), hour.format("%H"))
 }
 
 /// The hours (partition starts) an interval touches.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 use tokio_util::io::SyncIoBridge;
 
-use super::{partition_hours, partition_prefix, LakeFormat};
+use super::{partition_hours, table_partition_prefix, LakeFormat};
 use crate::aws_error::classify_sdk_error;
 use crate::error::{ExportError, Result};
 use crate::model::Interval;
@@ -79,11 +79,17 @@ impl LakeStore {
         }
     }
 
-    /// Lists the objects of a team's partitions that an interval touches, sorted by key.
+    /// Lists the event objects of a team's partitions that an interval touches, sorted by key.
     pub async fn list(&self, team_id: i64, interval: &Interval) -> Result<Vec<LakeObject>> {
+        self.list_table("events", team_id, interval).await
+    }
+
+    /// Lists the objects of a table of the lake (`events`, `persons`) in a team's partitions that an interval
+    /// touches, sorted by key.
+    pub async fn list_table(&self, table: &str, team_id: i64, interval: &Interval) -> Result<Vec<LakeObject>> {
         let mut objects = Vec::new();
         for hour in partition_hours(interval) {
-            objects.extend(self.list_partition(team_id, hour).await?);
+            objects.extend(self.list_partition(table, team_id, hour).await?);
         }
         objects.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(objects)
@@ -129,11 +135,11 @@ impl LakeStore {
         }))
     }
 
-    async fn list_partition(&self, team_id: i64, hour: DateTime<Utc>) -> Result<Vec<LakeObject>> {
+    async fn list_partition(&self, table: &str, team_id: i64, hour: DateTime<Utc>) -> Result<Vec<LakeObject>> {
         let mut found: Vec<(String, u64, Option<String>)> = Vec::new();
         match self {
             LakeStore::S3 { client, bucket, prefix } => {
-                let partition = partition_prefix(prefix, team_id, hour);
+                let partition = table_partition_prefix(prefix, table, team_id, hour);
                 let mut pages = client.list_objects_v2().bucket(bucket).prefix(&partition).into_paginator().send();
                 while let Some(page) = pages.next().await {
                     let page = page.map_err(|e| classify_sdk_error(e, "ListObjectsV2", bucket, None))?;
@@ -144,7 +150,7 @@ impl LakeStore {
                 }
             }
             LakeStore::Local { root } => {
-                let partition = partition_prefix("", team_id, hour);
+                let partition = table_partition_prefix("", table, team_id, hour);
                 let dir = root.join(&partition);
                 let entries = match std::fs::read_dir(&dir) {
                     Ok(entries) => entries,

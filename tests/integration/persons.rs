@@ -1,0 +1,138 @@
+//! The persons model to S3: person changes in the lake's `persons/` partitions, a run of one interval writing
+//! the latest row per `(team_id, distinct_id)`, read back with the Parquet reader (the seed's column names and
+//! types) and as JSONLines.
+
+use std::io::Write;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, TimestampMicrosecondType};
+use arrow_array::Array;
+use arrow_schema::{DataType, TimeUnit};
+use batch_exports::encode::CompressedWriter;
+use batch_exports::lake::table_partition_prefix;
+use batch_exports::persons::{export_persons, latest_per_distinct_id, PersonChange};
+use batch_exports::s3::{destination_client, S3Target};
+use batch_exports::{Compression, FileFormat, Interval, LakeStore, S3DestinationConfig};
+use chrono::{DateTime, Duration, Utc};
+use integration_tests::{get_bytes, local_stack, new_bucket, s3};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::{json, Value};
+
+fn change(team: i64, distinct_id: &str, person: &str, pv: i64, dv: i64, landed: DateTime<Utc>) -> PersonChange {
+    PersonChange {
+        team_id: team,
+        distinct_id: distinct_id.into(),
+        person_id: person.into(),
+        properties: json!({"email": format!("{distinct_id}@example.com"), "version": pv}),
+        person_version: pv,
+        person_distinct_id_version: dv,
+        created_at: landed - Duration::days(3),
+        is_deleted: false,
+        inserted_at: landed,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_run_writes_one_row_per_distinct_id_that_reads_back_with_the_seed_schema() {
+    let base = local_stack().await;
+    let client = s3(&base);
+    let lake_bucket = std::env::var("BATCH_EXPORT_LAKE_BUCKET").unwrap();
+    let team = Utc::now().timestamp_millis() % 1_000_000_000 * 100 + 99;
+    let start = (Utc::now() - Duration::days(1)).date_naive().and_hms_opt(4, 0, 0).unwrap().and_utc();
+    let interval = Interval::new(start, start + Duration::hours(1)).unwrap();
+    let at = |minutes: i64| start + Duration::minutes(minutes);
+    let changes = vec![
+        change(team, "a", "p1", 1, 1, at(1)),
+        change(team, "a", "p1", 2, 1, at(10)),
+        change(team, "b", "p2", 7, 1, at(5)),
+        change(team, "a", "p3", 2, 2, at(20)),
+        change(team, "c", "p4", 1, 1, at(30)),
+    ];
+    // Two objects in the hour's partition, and a change that landed in the next hour (not this run's).
+    for (name, rows) in [("one.jsonl.zst", &changes[..2]), ("two.jsonl.zst", &changes[2..])] {
+        let mut out = CompressedWriter::new(Vec::new(), Some(Compression::Zstd)).unwrap();
+        for row in rows {
+            serde_json::to_writer(&mut out, row).unwrap();
+            out.write_all(b"\n").unwrap();
+        }
+        let key = format!("{}{name}", table_partition_prefix("", "persons", team, start));
+        client.put_object().bucket(&lake_bucket).key(key).body(out.finish().unwrap().into()).send().await.unwrap();
+    }
+    let later = change(team, "a", "p9", 9, 9, start + Duration::minutes(70));
+    let key = format!("{}late.jsonl", table_partition_prefix("", "persons", team, start + Duration::hours(1)));
+    client
+        .put_object()
+        .bucket(&lake_bucket)
+        .key(key)
+        .body(serde_json::to_vec(&later).unwrap().into())
+        .send()
+        .await
+        .unwrap();
+    let lake = LakeStore::S3 { client: client.clone(), bucket: lake_bucket, prefix: String::new() };
+    let expected = latest_per_distinct_id(changes);
+    assert_eq!(expected.len(), 3);
+
+    let destination = new_bucket(&client, "persons").await;
+    for (format, compression, extension) in
+        [(FileFormat::Parquet, Some(Compression::Zstd), ".parquet.zst"), (FileFormat::JSONLines, None, ".jsonl")]
+    {
+        let mut config = S3DestinationConfig::new(&destination);
+        config.prefix = "{table}/".into();
+        config.file_format = format;
+        config.compression = compression;
+        let target = S3Target::new(destination_client(&base, &config), &config);
+        let outcome = export_persons(&lake, &target, team, &interval, &config).await.unwrap();
+        assert_eq!(outcome.records, 3);
+        let key = &outcome.files[0].key;
+        assert!(key.starts_with("persons/") && key.ends_with(extension), "{key}");
+        let bytes = get_bytes(&client, &destination, key).await;
+        match format {
+            FileFormat::Parquet => {
+                let reader =
+                    ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap().build().unwrap();
+                let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
+                let schema = batches[0].schema();
+                let columns: Vec<(String, DataType)> =
+                    schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
+                let time = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+                assert_eq!(
+                    columns,
+                    [
+                        ("team_id".into(), DataType::Int64),
+                        ("distinct_id".into(), DataType::Utf8),
+                        ("person_id".into(), DataType::Utf8),
+                        ("properties".into(), DataType::Utf8),
+                        ("person_distinct_id_version".into(), DataType::Int64),
+                        ("person_version".into(), DataType::Int64),
+                        ("created_at".into(), time.clone()),
+                        ("_inserted_at".into(), time),
+                        ("is_deleted".into(), DataType::Boolean),
+                    ]
+                );
+                let batch = &batches[0];
+                assert_eq!(batch.num_rows(), 3);
+                for (i, want) in expected.iter().enumerate() {
+                    assert_eq!(batch.column(0).as_primitive::<Int64Type>().value(i), team);
+                    assert_eq!(batch.column(1).as_string::<i32>().value(i), want.distinct_id);
+                    assert_eq!(batch.column(2).as_string::<i32>().value(i), want.person_id);
+                    let properties: Value = serde_json::from_str(batch.column(3).as_string::<i32>().value(i)).unwrap();
+                    assert_eq!(properties, want.properties);
+                    assert_eq!(batch.column(4).as_primitive::<Int64Type>().value(i), want.person_distinct_id_version);
+                    assert_eq!(batch.column(5).as_primitive::<Int64Type>().value(i), want.person_version);
+                    let inserted = batch.column(7).as_primitive::<TimestampMicrosecondType>().value(i);
+                    assert_eq!(inserted, want.inserted_at.timestamp_micros());
+                    assert!(!batch.column(8).as_boolean().value(i));
+                    assert!(batch.column(6).is_valid(i));
+                }
+            }
+            FileFormat::JSONLines => {
+                let rows: Vec<Value> =
+                    String::from_utf8(bytes).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+                assert_eq!(rows.len(), 3);
+                assert_eq!(rows[0]["distinct_id"], "a");
+                assert_eq!((rows[0]["person_id"].as_str(), rows[0]["person_version"].as_i64()), (Some("p3"), Some(2)));
+                assert!(rows[0]["properties"].is_object(), "properties nested in JSONLines");
+            }
+        }
+    }
+}
