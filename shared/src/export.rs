@@ -166,7 +166,7 @@ pub async fn export_events(
     for chunk in &chunks {
         files.extend(export_chunk(lake, sink, &filter, chunk, config, settings).await?);
     }
-    let manifest_key = write_manifest(sink, interval, config, &files).await?;
+    let manifest_key = write_manifest(sink, interval, Model::Events, config, &files).await?;
     Ok(ExportOutcome::new(files, manifest_key))
 }
 
@@ -252,13 +252,14 @@ where
 pub async fn write_manifest(
     sink: &FileSink,
     interval: Interval,
+    model: Model,
     config: &S3DestinationConfig,
     files: &[WrittenFile],
 ) -> Result<Option<String>> {
     if config.max_file_size_bytes().is_none() {
         return Ok(None);
     }
-    let prefix = KeyTemplate::parse(&config.prefix)?.render(&interval, Model::Events);
+    let prefix = KeyTemplate::parse(&config.prefix)?.render(&interval, model);
     let key = manifest_key(&prefix, &interval);
     let manifest = serde_json::json!({ "files": files.iter().map(|f| &f.key).collect::<Vec<_>>() });
     sink.put(&key, Bytes::from(manifest.to_string())).await?;
@@ -431,7 +432,7 @@ mod tests {
         let files = write_files(source, &FileSink::Discard, interval(), config, &EngineSettings::default(), None)
             .await
             .unwrap();
-        let manifest = write_manifest(&FileSink::Discard, interval(), config, &files).await.unwrap();
+        let manifest = write_manifest(&FileSink::Discard, interval(), Model::Events, config, &files).await.unwrap();
         ExportOutcome::new(files, manifest)
     }
 

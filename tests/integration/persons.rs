@@ -9,12 +9,17 @@ use arrow_array::types::{Int64Type, TimestampMicrosecondType};
 use arrow_array::Array;
 use arrow_schema::{DataType, TimeUnit};
 use batch_exports::encode::CompressedWriter;
+use batch_exports::exports::{BatchExport, Destination, ExportInterval};
 use batch_exports::lake::table_partition_prefix;
+use batch_exports::model::Model;
 use batch_exports::persons::{export_persons, latest_per_distinct_id, PersonChange};
+use batch_exports::runs::RunStatus;
 use batch_exports::s3::{destination_client, S3Target};
+use batch_exports::secrets::SecretBox;
+use batch_exports::store::{ExportStore, RunStore, Tables};
 use batch_exports::{Compression, FileFormat, Interval, LakeStore, S3DestinationConfig};
 use chrono::{DateTime, Duration, Utc};
-use integration_tests::{get_bytes, local_stack, new_bucket, s3};
+use integration_tests::{execute_machine, get_bytes, local_stack, new_bucket, s3};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{json, Value};
 
@@ -135,4 +140,46 @@ async fn a_persons_run_writes_one_row_per_distinct_id_that_reads_back_with_the_s
             }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_export_runs_through_the_state_machine() {
+    let base = local_stack().await;
+    let client = s3(&base);
+    let lake_bucket = std::env::var("BATCH_EXPORT_LAKE_BUCKET").unwrap();
+    let team = Utc::now().timestamp_millis() % 1_000_000_000 * 100 + 98;
+    let start = (Utc::now() - Duration::days(1)).date_naive().and_hms_opt(5, 0, 0).unwrap().and_utc();
+    let changes = [
+        change(team, "x", "p1", 1, 1, start),
+        change(team, "x", "p1", 2, 1, start),
+        change(team, "y", "p2", 1, 1, start),
+    ];
+    let mut rows = Vec::new();
+    for c in &changes {
+        serde_json::to_writer(&mut rows, c).unwrap();
+        rows.push(b'\n');
+    }
+    let key = format!("{}changes.jsonl", table_partition_prefix("", "persons", team, start));
+    client.put_object().bucket(&lake_bucket).key(key).body(rows.into()).send().await.unwrap();
+
+    let destination = new_bucket(&client, "persons-run").await;
+    let mut config = S3DestinationConfig::new(&destination);
+    config.prefix = "{table}/".into();
+    config.max_file_size_mb = Some(10);
+    let mut export =
+        BatchExport::new(format!("persons-{team}"), team, "persons", Destination::S3(config), ExportInterval::Hour);
+    export.model = Model::Persons;
+    let tables = Tables::from_env();
+    let dynamodb = aws_sdk_dynamodb::Client::new(&base);
+    let secrets = SecretBox::from_env(aws_sdk_kms::Client::new(&base)).unwrap();
+    ExportStore::new(dynamodb.clone(), tables.exports, secrets).put(&export).await.unwrap();
+
+    let input = json!({"team_id": team, "export_id": export.id, "data_interval_start": start,
+                       "data_interval_end": start + Duration::hours(1)});
+    let execution = execute_machine("export", &format!("persons-{team}"), input).await;
+    assert_eq!(execution.status, "SUCCEEDED", "{:?} {}", execution.error, execution.output);
+    let run = RunStore::new(dynamodb, tables.runs).get(&export.id, start + Duration::hours(1)).await.unwrap().unwrap();
+    assert_eq!((run.status, run.records_total_count, run.records_completed), (RunStatus::Completed, Some(2), Some(2)));
+    assert!(run.files[0].starts_with("persons/") && run.files[0].ends_with("-0.jsonl"), "{:?}", run.files);
+    assert!(run.manifest_key.as_deref().is_some_and(|k| k.starts_with("persons/")), "{:?}", run.manifest_key);
 }

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::Services;
 use crate::error::Result;
 use crate::export::{export_chunk as write_chunk, FileSink};
+use crate::model::Model;
+use crate::persons::export_persons;
 use crate::runs::RunRef;
 use crate::s3::{destination_client, S3Target};
 
@@ -28,10 +30,16 @@ pub struct ChunkOutput {
 pub async fn export_chunk(services: &Services, input: ChunkInput) -> Result<ChunkOutput> {
     let run = &input.run;
     let result: Result<ChunkOutput> = async {
-        let (config, filter) = services.destination(run, true).await?;
-        let plan = services.work.load_chunk_plan(run, input.chunk).await?;
-        let sink = FileSink::S3(S3Target::new(destination_client(&services.aws, &config), &config));
-        let files = write_chunk(&services.lake, &sink, &filter, &plan, &config, &services.engine).await?;
+        let (model, config, filter) = services.destination(run, true).await?;
+        let target = S3Target::new(destination_client(&services.aws, &config), &config);
+        let files = match model {
+            Model::Persons => export_persons(&services.lake, &target, run.team_id, &run.interval, &config).await?.files,
+            Model::Events => {
+                let plan = services.work.load_chunk_plan(run, input.chunk).await?;
+                let sink = FileSink::S3(target);
+                write_chunk(&services.lake, &sink, &filter, &plan, &config, &services.engine).await?
+            }
+        };
         services.work.save_chunk_files(run, input.chunk, &files).await?;
         Ok(ChunkOutput {
             chunk: input.chunk,

@@ -30,6 +30,7 @@ use chrono::Duration;
 use crate::error::{ExportError, Result};
 use crate::export::{env_number, EngineSettings};
 use crate::lake::{LakeStore, RowFilter};
+use crate::model::Model;
 use crate::plan::{ChunkLimits, WorkStore};
 use crate::runs::RunRef;
 use crate::s3::lake_client;
@@ -103,9 +104,9 @@ impl Services {
         })
     }
 
-    /// The S3 destination config of a run's export (with its credentials decrypted when `with_secrets`) and
-    /// the row filter it implies.
-    async fn destination(&self, run: &RunRef, with_secrets: bool) -> Result<(S3DestinationConfig, RowFilter)> {
+    /// The model and S3 destination config of a run's export (with its credentials decrypted when
+    /// `with_secrets`) and the row filter it implies.
+    async fn destination(&self, run: &RunRef, with_secrets: bool) -> Result<(Model, S3DestinationConfig, RowFilter)> {
         let export = if with_secrets {
             self.exports.get_with_secrets(run.team_id, &run.export_id).await?
         } else {
@@ -113,6 +114,6 @@ impl Services {
         };
         let config = export.s3_config()?.clone();
         let filter = RowFilter::new(run.team_id, run.interval, &config.include_events, &config.exclude_events);
-        Ok((config, filter))
+        Ok((export.model, config, filter))
     }
 }

@@ -1,6 +1,6 @@
 //! Step 2: plan the run. Lists the lake objects of the interval, finds the rows it exports (filters, repeated
 //! uuids), splits them into chunks of bounded rows and bytes, keeps each chunk's plan in the work area, and
-//! records the total on the run.
+//! records the total on the run. A persons run is one chunk, its total the number of distinct ids changed.
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::Services;
 use crate::error::Result;
 use crate::export::plan_chunks;
+use crate::model::Model;
+use crate::persons::read_persons;
 use crate::runs::RunRef;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,7 +20,13 @@ pub struct PlanOutput {
 }
 
 pub async fn plan_run(services: &Services, run: RunRef) -> Result<PlanOutput> {
-    let (config, filter) = services.destination(&run, false).await?;
+    let (model, config, filter) = services.destination(&run, false).await?;
+    if model == Model::Persons {
+        // Persons runs are one chunk: the latest row per distinct id needs every change of the interval.
+        let total = read_persons(&services.lake, run.team_id, &run.interval).await?.len() as u64;
+        services.runs.set_total(&run, total, Utc::now()).await?;
+        return Ok(PlanOutput { records_total_count: total, chunks: vec![0] });
+    }
     // Without a file size limit the reference writes one file per run, so the run is one chunk.
     let limits = config.max_file_size_bytes().map(|_| services.chunks);
     let chunks = plan_chunks(&services.lake, &filter, &services.engine, limits).await?;

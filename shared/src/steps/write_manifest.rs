@@ -26,13 +26,13 @@ pub struct ManifestOutput {
 
 pub async fn write_manifest(services: &Services, input: ManifestInput) -> Result<ManifestOutput> {
     let run = &input.run;
-    let (config, _) = services.destination(run, true).await?;
+    let (model, config, _) = services.destination(run, true).await?;
     let mut files = Vec::new();
     for chunk in 0..input.chunks {
         files.extend(services.work.load_chunk_files(run, chunk).await?);
     }
     let sink = FileSink::S3(S3Target::new(destination_client(&services.aws, &config), &config));
-    let manifest_key = put_manifest(&sink, run.interval, &config, &files).await?;
+    let manifest_key = put_manifest(&sink, run.interval, model, &config, &files).await?;
     let outcome = ExportOutcome::new(files, manifest_key);
     services.work.save_outcome(run, &outcome).await?;
     Ok(ManifestOutput {
