@@ -195,7 +195,8 @@ impl BigQuery {
         let body = json!({
             "query": sql,
             "useLegacySql": false,
-            "requestId": job_id,
+            // At most 36 characters: a UUID derived from the job id (a retried step sends the same one).
+            "requestId": uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, job_id.as_bytes()).to_string(),
             "timeoutMs": 60_000,
             "formatOptions": {"useInt64Timestamp": true},
         });
