@@ -21,7 +21,7 @@ LAMBDA_PORT=${LAMBDA_PORT:-9055}
 FUNCTION_INSTANCES=${FUNCTION_INSTANCES:-2}
 MOTO_VERSION=5.2.5
 CARGO_LAMBDA_VERSION=1.9.2
-STACK_FUNCTIONS="start-run plan-run export-chunk write-manifest finish-run trigger-run advance-backfill api"
+STACK_FUNCTIONS="start-run plan-run export-chunk write-manifest finish-run trigger-run advance-backfill api bigquery-load bigquery-merge"
 STACK_PIDS=()
 
 started() { # records a process this shell started
@@ -120,6 +120,9 @@ stack_env() {
   export BATCH_EXPORT_SCHEDULER_ROLE_ARN=${BATCH_EXPORT_SCHEDULER_ROLE_ARN:-arn:aws:iam::$account:role/batch-exports-scheduler}
   export BATCH_EXPORT_STATE_MACHINE_ARN=${BATCH_EXPORT_STATE_MACHINE_ARN:-arn:aws:states:$AWS_REGION:$account:stateMachine:batch-export}
   export BATCH_EXPORT_BACKFILL_STATE_MACHINE_ARN=${BATCH_EXPORT_BACKFILL_STATE_MACHINE_ARN:-arn:aws:states:$AWS_REGION:$account:stateMachine:batch-export-backfill}
+  # BigQuery runs call the emulator (which ignores auth; the token exchange still happens at each export's
+  # token_uri).
+  export BATCH_EXPORT_BIGQUERY_ENDPOINT=${BATCH_EXPORT_BIGQUERY_ENDPOINT:-http://127.0.0.1:${BQ_PORT:-9050}}
   # The API function's HTTP endpoint (cargo lambda's function-URL emulation).
   export BATCH_EXPORT_API_URL="http://127.0.0.1:$LAMBDA_PORT/lambda-url/api"
   # Small chunks, so that sample intervals go through the Map state in several chunks.

@@ -84,13 +84,23 @@ pub fn parse_timezone(name: &str) -> Result<Tz> {
 #[serde(tag = "type", content = "config")]
 pub enum Destination {
     S3(S3DestinationConfig),
+    BigQuery(crate::bigquery::BigQueryDestinationConfig),
 }
 
 impl Destination {
+    /// The destination's type name, as the API and the state machine call it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Destination::S3(_) => "S3",
+            Destination::BigQuery(_) => "BigQuery",
+        }
+    }
+
     /// The config fields that are credentials: encrypted at rest, never returned or logged.
     pub fn secret_fields(&self) -> &'static [&'static str] {
         match self {
             Destination::S3(_) => &["aws_access_key_id", "aws_secret_access_key"],
+            Destination::BigQuery(_) => &["private_key", "private_key_id"],
         }
     }
 }
@@ -192,7 +202,18 @@ impl BatchExport {
 
     /// The S3 destination config, validated.
     pub fn s3_config(&self) -> Result<&S3DestinationConfig> {
-        let Destination::S3(config) = &self.destination;
+        let Destination::S3(config) = &self.destination else {
+            return Err(ExportError::config("destination.type", "is not S3"));
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The BigQuery destination config, validated.
+    pub fn bigquery_config(&self) -> Result<&crate::bigquery::BigQueryDestinationConfig> {
+        let Destination::BigQuery(config) = &self.destination else {
+            return Err(ExportError::config("destination.type", "is not BigQuery"));
+        };
         config.validate()?;
         Ok(config)
     }

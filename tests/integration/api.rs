@@ -425,3 +425,38 @@ async fn runs_are_listed_newest_first_in_pages_and_can_be_retried_and_cancelled(
         api.call("GET", &api.path(&format!("{}/runs/{}/", other["id"].as_str().unwrap(), failed.run_id)), None).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bigquery_exports_are_configured_over_the_api_with_a_write_only_key() {
+    let api = Api::new_team(unique_team()).await;
+    let key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC-api-test-key\n-----END PRIVATE KEY-----\n";
+    let body = json!({"name": "to BigQuery", "interval": "hour", "model": "persons",
+        "destination": {"type": "BigQuery", "config": {"project_id": "my-project", "dataset_id": "BatchExports",
+            "table_id": "persons", "use_json_type": true, "private_key": key, "private_key_id": "kid-api-test",
+            "client_email": "exports@my-project.iam.gserviceaccount.com"}}});
+    let (status, created) = api.call("POST", &api.path(""), Some(body.clone())).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["destination"]["type"], "BigQuery");
+    assert_eq!(created["model"], "persons");
+    let config = &created["destination"]["config"];
+    assert!(config.get("private_key").is_none() && config.get("private_key_id").is_none(), "{config}");
+    assert_eq!(config["token_uri"], "https://oauth2.googleapis.com/token");
+    let (_, got) = api.call("GET", &api.path(&format!("{}/", created["id"].as_str().unwrap())), None).await;
+    assert!(!got.to_string().contains("api-test-key") && !got.to_string().contains("kid-api-test"));
+
+    let mut missing = body.clone();
+    missing["destination"]["config"].as_object_mut().unwrap().remove("project_id");
+    let mut qualified = body.clone();
+    qualified["destination"]["config"]["table_id"] = json!("my-project:BatchExports.persons");
+    let mut no_key = body;
+    no_key["destination"]["config"].as_object_mut().unwrap().remove("private_key");
+    for (rule, body, attr) in [
+        ("project_id is required", missing, "destination.config.project_id"),
+        ("table_id is the id only", qualified, "destination.config.table_id"),
+        ("a key is required", no_key, "destination.config.private_key"),
+    ] {
+        let (status, error) = api.call("POST", &api.path(""), Some(body)).await;
+        assert_eq!((status, error["attr"].as_str()), (400, Some(attr)), "{rule}: {error}");
+    }
+    assert!(!function_logs().contains("api-test-key"));
+}

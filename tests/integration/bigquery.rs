@@ -11,10 +11,15 @@ use batch_exports::bigquery::schema::stage_table;
 use batch_exports::bigquery::{
     load_events, load_persons, BigQuery, BigQueryDestinationConfig, LoadTarget, TokenSource,
 };
+use batch_exports::exports::{BatchExport, Destination, ExportInterval};
 use batch_exports::persons::PersonRow;
+use batch_exports::runs::RunStatus;
+use batch_exports::secrets::SecretBox;
+use batch_exports::store::{ExportStore, RunStore, Tables};
 use batch_exports::synthetic::SyntheticEvents;
 use batch_exports::{ExportError, Interval};
 use chrono::{Duration, Utc};
+use integration_tests::execute_machine;
 use serde_json::{json, Value};
 
 /// The token endpoint and authenticating front, stopped when dropped.
@@ -402,4 +407,70 @@ async fn the_seed_example_query_counts_what_the_source_data_says() {
     expected.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     assert!(!expected.is_empty());
     assert_eq!(got, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_runs_go_through_the_state_machine_to_bigquery_and_a_refused_one_fails_the_run() {
+    let stub = TokenStub::start();
+    let emulator = Emulator::new();
+    let base = integration_tests::local_stack().await;
+    let s3 = integration_tests::s3(&base);
+    let team = Utc::now().timestamp_millis() % 1_000_000_000 * 100 + 97;
+    let interval = hour();
+    let mut lake = integration_tests::Lake::new(&s3, &std::env::var("BATCH_EXPORT_LAKE_BUCKET").unwrap());
+    let rows = SyntheticEvents::new(9, team).events_between(interval.start, Duration::hours(1), 1_500);
+    lake.add(team, interval.start, "events.jsonl.zst", rows).await;
+    let expected = lake.expected(team, &interval, |_| true);
+
+    let tables = Tables::from_env();
+    let dynamodb = aws_sdk_dynamodb::Client::new(&base);
+    let exports = ExportStore::new(
+        dynamodb.clone(),
+        tables.exports,
+        SecretBox::from_env(aws_sdk_kms::Client::new(&base)).unwrap(),
+    );
+    let runs = RunStore::new(dynamodb, tables.runs);
+    let dataset = emulator.create_dataset().await;
+    for (name, dataset) in [("ok", dataset.clone()), ("missing", "no_such_dataset".to_string())] {
+        let config = stub.config(&dataset, "exports@test-proj.iam.gserviceaccount.com", true);
+        let export = BatchExport::new(
+            format!("bq-{name}-{team}"),
+            team,
+            "to BigQuery",
+            Destination::BigQuery(config),
+            ExportInterval::Hour,
+        );
+        exports.put(&export).await.unwrap();
+        let input = json!({"team_id": team, "export_id": export.id, "data_interval_start": interval.start,
+                           "data_interval_end": interval.end});
+        let execution = execute_machine("export", &export.id, input).await;
+        let run = runs.get(&export.id, interval.end).await.unwrap().unwrap();
+        assert_no_key(&stub, &execution.history);
+        if name == "ok" {
+            assert_eq!(
+                execution.status, "SUCCEEDED",
+                "{:?} {:?} {:?}",
+                execution.error, run.latest_error, execution.retries
+            );
+            assert_eq!(run.status, RunStatus::Completed);
+            assert_eq!(run.records_completed, Some(expected.len() as u64));
+            let got = emulator
+                .query(&format!("SELECT COUNT(*), COUNT(DISTINCT uuid) FROM `test-proj.{dataset}.events`"))
+                .await;
+            assert_eq!(got[0], [json!(expected.len().to_string()), json!(expected.len().to_string())]);
+            assert_eq!(emulator.tables(&dataset).await, ["events"], "no stage table remains");
+        } else {
+            assert_eq!(execution.status, "FAILED");
+            assert_eq!(run.status, RunStatus::Failed, "{:?}", run.latest_error);
+            let error = run.latest_error.unwrap_or_default();
+            assert!(error.contains("no_such_dataset"), "the error names the dataset: {error}");
+            assert!(execution.retries.is_empty(), "not retried: {:?}", execution.retries);
+        }
+    }
+}
+
+/// The private key never shows in an execution's history.
+fn assert_no_key(stub: &TokenStub, history: &str) {
+    let body = stub.key.lines().nth(1).unwrap();
+    assert!(!history.contains(body), "the private key is in the execution history");
 }

@@ -150,9 +150,11 @@ async fn a_run_exports_200k_events_of_one_hour() {
         .expect("the export item");
     let raw = format!("{raw:?}");
     assert!(raw.contains("encrypted_secrets") && !raw.contains(&key_id) && !raw.contains(&secret), "{raw}");
-    let Destination::S3(stored) = stack.exports.get(team, &export_id).await.unwrap().destination;
+    let Destination::S3(stored) = stack.exports.get(team, &export_id).await.unwrap().destination else { panic!("S3") };
     assert_eq!((stored.aws_access_key_id, stored.aws_secret_access_key), (None, None));
-    let Destination::S3(opened) = stack.exports.get_with_secrets(team, &export_id).await.unwrap().destination;
+    let Destination::S3(opened) = stack.exports.get_with_secrets(team, &export_id).await.unwrap().destination else {
+        panic!("S3")
+    };
     assert_eq!(opened.aws_secret_access_key.as_deref(), Some(secret.as_str()));
 
     let execution = execute(&format!("{export_id}-1"), team, &export_id).await;

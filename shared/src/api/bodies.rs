@@ -69,7 +69,11 @@ impl DestinationBody {
     fn parse(self) -> Result<Destination, ApiError> {
         match self.kind.as_str() {
             "S3" => Ok(Destination::S3(parse_value(self.config, "destination.config")?)),
-            other => Err(ApiError::validation("destination.type", format!("`{other}` is not a destination type (S3)"))),
+            "BigQuery" => Ok(Destination::BigQuery(parse_value(self.config, "destination.config")?)),
+            other => Err(ApiError::validation(
+                "destination.type",
+                format!("`{other}` is not a destination type (S3, BigQuery)"),
+            )),
         }
     }
 }
@@ -130,8 +134,11 @@ pub fn check_export(export: &BatchExport) -> Result<(), ApiError> {
             return Err(ApiError::validation("start_at", "must be before end_at"));
         }
     }
-    let Destination::S3(config) = &export.destination;
-    config.validate().map_err(|e| match e {
+    let checked = match &export.destination {
+        Destination::S3(config) => config.validate(),
+        Destination::BigQuery(config) => config.validate(),
+    };
+    checked.map_err(|e| match e {
         crate::ExportError::InvalidConfig { field, reason } => {
             ApiError::validation(format!("destination.config.{field}"), reason)
         }
@@ -304,7 +311,7 @@ mod tests {
         config.prefix = "p/".into();
         let export = BatchExport::new("e", 1, "x", Destination::S3(config), ExportInterval::Hour);
         let merged = merge_patch(&export, br#"{"destination": {"config": {"bucket_name": "bucket-two"}}}"#).unwrap();
-        let Destination::S3(config) = merged.destination.parse().unwrap();
+        let Destination::S3(config) = merged.destination.parse().unwrap() else { panic!("S3") };
         assert_eq!((config.bucket_name.as_str(), config.prefix.as_str()), ("bucket-two", "p/"));
         assert_eq!(merged.name, "x");
     }

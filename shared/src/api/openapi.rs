@@ -67,6 +67,13 @@ fn schemas_hold_the_fields_the_api_returns() {
         assert_eq!(doc["components"]["schemas"]["S3Config"]["properties"][secret]["writeOnly"], true, "{secret}");
         assert!(export_view(&export)["destination"]["config"].get(*secret).is_none());
     }
+    let bigquery: crate::bigquery::BigQueryDestinationConfig = serde_json::from_value(serde_json::json!({
+        "project_id": "p", "dataset_id": "d", "private_key": "k", "private_key_id": "i", "client_email": "e@x"}))
+    .unwrap();
+    assert_eq!(properties(&doc, "BigQueryConfig"), keys(&serde_json::to_value(&bigquery).unwrap()));
+    for secret in Destination::BigQuery(bigquery).secret_fields() {
+        assert_eq!(doc["components"]["schemas"]["BigQueryConfig"]["properties"][secret]["writeOnly"], true, "{secret}");
+    }
     let interval = Interval::parse("2026-11-20T00:00:00Z", "2026-11-20T01:00:00Z").unwrap();
     let run = Run::new("e", 1, interval, None, None, Utc::now());
     assert_eq!(properties(&doc, "Run"), keys(&run_view(&run)));

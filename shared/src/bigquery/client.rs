@@ -100,6 +100,19 @@ impl BigQuery {
         Ok(body)
     }
 
+    /// Whether a dataset exists (checked before anything is created in it: bqemulator answers a table insert into
+    /// a missing dataset with a 500, where BigQuery answers 404).
+    pub async fn dataset_exists(&self, dataset: &str) -> Result<bool> {
+        let resource = format!("{}:{dataset}", self.project);
+        let (status, body) =
+            self.send("datasets.get", &resource, self.http.get(self.url(&format!("datasets/{dataset}")))).await?;
+        match status {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            _ => Err(classify("datasets.get", &resource, status, &body)),
+        }
+    }
+
     /// The table's metadata, or `None` if it does not exist.
     pub async fn get_table(&self, dataset: &str, table: &str) -> Result<Option<Value>> {
         let resource = format!("{}.{dataset}.{table}", self.project);

@@ -58,45 +58,124 @@ async fn load(
     model: Model,
     rows: impl Iterator<Item = Value>,
 ) -> Result<LoadOutcome> {
-    let LoadTarget { config, interval, team_id, job_prefix, max_job_bytes } = target;
-    let dataset = &config.dataset_id;
-    if bq.get_table(dataset, &config.table_id).await?.is_none() {
-        bq.create_table(dataset, &config.table_id, &final_schema(model, config.use_json_type), partition_field(model))
-            .await?;
-    }
-    let stage = stage_table(&config.table_id, interval, team_id);
-    // A stage table left by an earlier, failed attempt holds rows of that attempt: start clean.
-    bq.delete_table(dataset, &stage).await?;
-    bq.create_table(dataset, &stage, &stage_schema(model), None).await?;
+    prepare_stage(bq, target, model).await?;
     let result = async {
-        let mut outcome = LoadOutcome { rows: 0, bytes: 0, load_jobs: 0 };
-        let mut pending = Vec::new();
-        let mut rows = rows.peekable();
-        while let Some(row) = rows.next() {
-            serde_json::to_writer(&mut pending, &row).expect("a JSON value serializes");
-            pending.push(b'\n');
-            outcome.rows += 1;
-            if pending.len() >= max_job_bytes || (rows.peek().is_none() && !pending.is_empty()) {
-                outcome.bytes += pending.len() as u64;
-                let job = format!("{job_prefix}-{}", outcome.load_jobs);
-                bq.load_json(dataset, &stage, &stage_schema(model), &job, std::mem::take(&mut pending)).await?;
-                outcome.load_jobs += 1;
-            }
-        }
+        let outcome = load_stage(bq, target, model, rows).await?;
         if outcome.rows > 0 {
-            let (final_table, stage) =
-                (qualified(&bq.project, dataset, &config.table_id), qualified(&bq.project, dataset, &stage));
-            let statement = match model {
-                Model::Events => insert_statement(model, &final_table, &stage, config.use_json_type),
-                Model::Persons => merge_statement(&final_table, &stage, config.use_json_type),
-            };
-            bq.query(&statement, &format!("{job_prefix}-statement")).await?;
+            merge_stage(bq, target, model).await?;
         }
         Ok::<_, ExportError>(outcome)
     }
     .await;
-    let dropped = bq.delete_table(dataset, &stage).await;
+    let dropped = drop_stage(bq, target).await;
     let outcome = result?;
     dropped?;
     Ok(outcome)
+}
+
+/// Creates the final table when missing and a fresh stage table (a stage left by an earlier, failed attempt
+/// holds that attempt's rows: it is dropped first).
+pub async fn prepare_stage(bq: &BigQuery, target: LoadTarget<'_>, model: Model) -> Result<()> {
+    let config = target.config;
+    let dataset = &config.dataset_id;
+    if !bq.dataset_exists(dataset).await? {
+        return Err(ExportError::Rejected {
+            operation: "datasets.get",
+            resource: format!("{}:{dataset}", bq.project),
+            message: format!("not found: dataset `{dataset}` does not exist in project `{}`", bq.project),
+        });
+    }
+    if bq.get_table(dataset, &config.table_id).await?.is_none() {
+        bq.create_table(dataset, &config.table_id, &final_schema(model, config.use_json_type), partition_field(model))
+            .await?;
+    }
+    let stage = stage_table(&config.table_id, target.interval, target.team_id);
+    bq.delete_table(dataset, &stage).await?;
+    bq.create_table(dataset, &stage, &stage_schema(model), None).await
+}
+
+/// Loads stage rows into the stage table, in load jobs of at most `max_job_bytes`.
+pub async fn load_stage(
+    bq: &BigQuery,
+    target: LoadTarget<'_>,
+    model: Model,
+    rows: impl Iterator<Item = Value>,
+) -> Result<LoadOutcome> {
+    let mut loader = StageLoader::new(bq, target, model);
+    for row in rows {
+        loader.push(&row).await?;
+    }
+    loader.finish().await
+}
+
+/// Collects stage rows as newline-delimited JSON and loads them whenever `max_job_bytes` have gathered, so at
+/// most one job's bytes are held at a time.
+pub struct StageLoader<'a> {
+    bq: &'a BigQuery,
+    target: LoadTarget<'a>,
+    model: Model,
+    stage: String,
+    pending: Vec<u8>,
+    outcome: LoadOutcome,
+}
+
+impl<'a> StageLoader<'a> {
+    pub fn new(bq: &'a BigQuery, target: LoadTarget<'a>, model: Model) -> Self {
+        let stage = stage_table(&target.config.table_id, target.interval, target.team_id);
+        StageLoader {
+            bq,
+            target,
+            model,
+            stage,
+            pending: Vec::new(),
+            outcome: LoadOutcome { rows: 0, bytes: 0, load_jobs: 0 },
+        }
+    }
+
+    pub async fn push(&mut self, row: &Value) -> Result<()> {
+        serde_json::to_writer(&mut self.pending, row).expect("a JSON value serializes");
+        self.pending.push(b'\n');
+        self.outcome.rows += 1;
+        if self.pending.len() >= self.target.max_job_bytes {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.outcome.bytes += self.pending.len() as u64;
+        let job = format!("{}-{}", self.target.job_prefix, self.outcome.load_jobs);
+        let data = std::mem::take(&mut self.pending);
+        self.bq.load_json(&self.target.config.dataset_id, &self.stage, &stage_schema(self.model), &job, data).await?;
+        self.outcome.load_jobs += 1;
+        Ok(())
+    }
+
+    /// Loads what is left and reports what was loaded.
+    pub async fn finish(mut self) -> Result<LoadOutcome> {
+        self.flush().await?;
+        Ok(self.outcome)
+    }
+}
+
+/// Moves the stage's rows into the final table: `INSERT … SELECT` (events) or `MERGE` (persons).
+pub async fn merge_stage(bq: &BigQuery, target: LoadTarget<'_>, model: Model) -> Result<()> {
+    let config = target.config;
+    let stage = stage_table(&config.table_id, target.interval, target.team_id);
+    let final_table = qualified(&bq.project, &config.dataset_id, &config.table_id);
+    let stage = qualified(&bq.project, &config.dataset_id, &stage);
+    let statement = match model {
+        Model::Events => insert_statement(model, &final_table, &stage, config.use_json_type),
+        Model::Persons => merge_statement(&final_table, &stage, config.use_json_type),
+    };
+    bq.query(&statement, &format!("{}-statement", target.job_prefix)).await.map(|_| ())
+}
+
+/// Drops the stage table (a missing one is fine).
+pub async fn drop_stage(bq: &BigQuery, target: LoadTarget<'_>) -> Result<()> {
+    let stage = stage_table(&target.config.table_id, target.interval, target.team_id);
+    bq.delete_table(&target.config.dataset_id, &stage).await
 }

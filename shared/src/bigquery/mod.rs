@@ -13,4 +13,7 @@ pub mod schema;
 pub use self::auth::TokenSource;
 pub use self::client::BigQuery;
 pub use self::config::BigQueryDestinationConfig;
-pub use self::load::{load_events, load_persons, LoadOutcome, LoadTarget, MAX_JOB_BYTES};
+pub use self::load::{
+    drop_stage, load_events, load_persons, load_stage, merge_stage, prepare_stage, LoadOutcome, LoadTarget,
+    StageLoader, MAX_JOB_BYTES,
+};

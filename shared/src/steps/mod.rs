@@ -1,6 +1,7 @@
 //! The steps of an export run on Step Functions, one per Lambda: [`start_run`], [`plan_run`],
 //! [`export_chunk`], [`write_manifest`] and [`finish_run`]; [`trigger_run`], the schedules' target, which
-//! starts the state machine; and [`advance_backfill`], the step of the backfill state machine. Each is a plain async function of the
+//! starts the state machine; [`bigquery_load`] and [`bigquery_merge`], the steps of BigQuery runs; and
+//! [`advance_backfill`], the step of the backfill state machine. Each is a plain async function of the
 //! [`Services`] (clients and settings built once per Lambda instance) and its JSON input; the function crates
 //! only wire them to the Lambda runtime ([`crate::lambda`]).
 //!
@@ -9,6 +10,7 @@
 //! area ([`crate::plan::WorkStore`]).
 
 mod advance_backfill;
+mod bigquery;
 mod export_chunk;
 mod finish_run;
 mod plan_run;
@@ -17,6 +19,7 @@ mod trigger_run;
 mod write_manifest;
 
 pub use self::advance_backfill::{advance_backfill, AdvanceInput, AdvanceOutput, BatchRun};
+pub use self::bigquery::{bigquery_load, bigquery_merge, BigQueryInput, BigQueryOutput};
 pub use self::export_chunk::{export_chunk, ChunkInput, ChunkOutput};
 pub use self::finish_run::{finish_run, FinishInput, FinishOutput, StepFailure};
 pub use self::plan_run::{plan_run, PlanOutput};
@@ -29,6 +32,7 @@ use chrono::Duration;
 
 use crate::error::{ExportError, Result};
 use crate::export::{env_number, EngineSettings};
+use crate::exports::{BatchExport, Destination};
 use crate::lake::{LakeStore, RowFilter};
 use crate::model::Model;
 use crate::plan::{ChunkLimits, WorkStore};
@@ -104,16 +108,31 @@ impl Services {
         })
     }
 
+    /// A run's export (with its credentials decrypted when `with_secrets`).
+    async fn export(&self, run: &RunRef, with_secrets: bool) -> Result<BatchExport> {
+        if with_secrets {
+            self.exports.get_with_secrets(run.team_id, &run.export_id).await
+        } else {
+            self.exports.get(run.team_id, &run.export_id).await
+        }
+    }
+
     /// The model and S3 destination config of a run's export (with its credentials decrypted when
     /// `with_secrets`) and the row filter it implies.
     async fn destination(&self, run: &RunRef, with_secrets: bool) -> Result<(Model, S3DestinationConfig, RowFilter)> {
-        let export = if with_secrets {
-            self.exports.get_with_secrets(run.team_id, &run.export_id).await?
-        } else {
-            self.exports.get(run.team_id, &run.export_id).await?
-        };
+        let export = self.export(run, with_secrets).await?;
         let config = export.s3_config()?.clone();
-        let filter = RowFilter::new(run.team_id, run.interval, &config.include_events, &config.exclude_events);
+        let filter = row_filter(run, &export);
         Ok((export.model, config, filter))
+    }
+}
+
+/// The rows of the lake a run of `export` takes (S3 destinations may include or exclude events by name).
+fn row_filter(run: &RunRef, export: &BatchExport) -> RowFilter {
+    match &export.destination {
+        Destination::S3(config) => {
+            RowFilter::new(run.team_id, run.interval, &config.include_events, &config.exclude_events)
+        }
+        Destination::BigQuery(_) => RowFilter::new(run.team_id, run.interval, &[], &[]),
     }
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::Services;
 use crate::error::Result;
 use crate::export::plan_chunks;
+use crate::exports::Destination;
 use crate::model::Model;
 use crate::persons::read_persons;
 use crate::runs::RunRef;
@@ -15,26 +16,33 @@ use crate::runs::RunRef;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanOutput {
     pub records_total_count: u64,
-    /// Chunk numbers `0..n`: the Map state's items.
+    /// Chunk numbers `0..n`: the Map state's items (S3 destinations).
     pub chunks: Vec<usize>,
+    /// `S3` or `BigQuery`: which branch of the state machine exports the run.
+    pub destination: String,
 }
 
 pub async fn plan_run(services: &Services, run: RunRef) -> Result<PlanOutput> {
-    let (model, config, filter) = services.destination(&run, false).await?;
-    if model == Model::Persons {
+    let export = services.export(&run, false).await?;
+    let destination = export.destination.type_name().to_string();
+    if export.model == Model::Persons {
         // Persons runs are one chunk: the latest row per distinct id needs every change of the interval.
         let total = read_persons(&services.lake, run.team_id, &run.interval).await?.len() as u64;
         services.runs.set_total(&run, total, Utc::now()).await?;
-        return Ok(PlanOutput { records_total_count: total, chunks: vec![0] });
+        return Ok(PlanOutput { records_total_count: total, chunks: vec![0], destination });
     }
-    // Without a file size limit the reference writes one file per run, so the run is one chunk.
-    let limits = config.max_file_size_bytes().map(|_| services.chunks);
-    let chunks = plan_chunks(&services.lake, &filter, &services.engine, limits).await?;
+    // Without a file size limit the reference writes one file per run, so the run is one chunk; a BigQuery run
+    // is one chunk, loaded in load jobs of bounded size.
+    let limits = match &export.destination {
+        Destination::S3(config) => config.max_file_size_bytes().map(|_| services.chunks),
+        Destination::BigQuery(_) => None,
+    };
+    let chunks = plan_chunks(&services.lake, &super::row_filter(&run, &export), &services.engine, limits).await?;
     for chunk in &chunks {
         services.work.save_chunk_plan(&run, chunk).await?;
     }
     let total = chunks.iter().map(|c| c.rows.records).sum();
     services.runs.set_total(&run, total, Utc::now()).await?;
     tracing::info!(run_id = %run.run_id, records = total, chunks = chunks.len(), "run planned");
-    Ok(PlanOutput { records_total_count: total, chunks: (0..chunks.len()).collect() })
+    Ok(PlanOutput { records_total_count: total, chunks: (0..chunks.len()).collect(), destination })
 }

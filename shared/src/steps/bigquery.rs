@@ -1,0 +1,120 @@
+//! The steps of a run to BigQuery, chosen by the state machine for BigQuery destinations:
+//! [`bigquery_load`] creates the final table when missing and a fresh stage table, and loads the run's rows
+//! into the stage with load jobs of at most ~100 MiB (events read from the planned chunk in bounded batches,
+//! persons as the latest row per distinct id); [`bigquery_merge`] moves the stage's rows into the final table
+//! (`INSERT … SELECT` or `MERGE`), drops the stage and records the outcome. On failure the state machine calls
+//! [`bigquery_merge`] with `cleanup` to drop the stage table before recording the run `Failed`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Services;
+use crate::bigquery::rows::event_stage_row;
+use crate::bigquery::{
+    drop_stage, load_stage, merge_stage, prepare_stage, BigQuery, BigQueryDestinationConfig, LoadTarget, StageLoader,
+    TokenSource, MAX_JOB_BYTES,
+};
+use crate::error::{ExportError, Result};
+use crate::export::ExportOutcome;
+use crate::lake::read_rows;
+use crate::model::Model;
+use crate::persons::read_persons;
+use crate::runs::RunRef;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BigQueryInput {
+    pub run: RunRef,
+    /// Only drop the stage table (the failure path).
+    #[serde(default)]
+    pub cleanup: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BigQueryOutput {
+    pub records: u64,
+    pub bytes: u64,
+    pub load_jobs: u32,
+}
+
+/// Rows sent to the loader per message (the stage rows are serialized into load jobs as they arrive).
+const BATCH: usize = 8192;
+
+fn client(config: &BigQueryDestinationConfig) -> Result<BigQuery> {
+    let http = reqwest::Client::new();
+    let tokens = TokenSource::new(http.clone(), config)?;
+    Ok(BigQuery::new(http, &BigQuery::endpoint_from_env(), &config.project_id, tokens))
+}
+
+fn target<'a>(config: &'a BigQueryDestinationConfig, run: &'a RunRef, job_prefix: &'a str) -> LoadTarget<'a> {
+    LoadTarget { config, interval: &run.interval, team_id: run.team_id, job_prefix, max_job_bytes: MAX_JOB_BYTES }
+}
+
+pub async fn bigquery_load(services: &Services, run: RunRef) -> Result<BigQueryOutput> {
+    let export = services.export(&run, true).await?;
+    let config = export.bigquery_config()?;
+    let bq = client(config)?;
+    let job_prefix = format!("batch_export_{}_{}", run.run_id, run.attempt);
+    let target = target(config, &run, &job_prefix);
+    prepare_stage(&bq, target, export.model).await?;
+    let outcome = match export.model {
+        Model::Persons => {
+            let rows = read_persons(&services.lake, run.team_id, &run.interval).await?;
+            load_stage(&bq, target, Model::Persons, rows.iter().map(crate::bigquery::rows::person_stage_row)).await?
+        }
+        Model::Events => {
+            // The planned chunk's rows, read on a blocking thread in batches and loaded as they come.
+            let plan = services.work.load_chunk_plan(&run, 0).await?;
+            let filter = super::row_filter(&run, &export);
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Value>>(2);
+            let (lake, batch_size) = (services.lake.clone(), services.engine.batch_size.min(BATCH));
+            let reader = tokio::task::spawn_blocking(move || {
+                read_rows(&lake, &plan.objects, &filter, &plan.rows, batch_size, &mut |batch| {
+                    tx.blocking_send(batch.iter().map(event_stage_row).collect())
+                        .map_err(|_| ExportError::Internal("the loader stopped".into()))
+                })
+            });
+            let mut loader = StageLoader::new(&bq, target, Model::Events);
+            let mut loaded = Ok(());
+            while let Some(batch) = rx.recv().await {
+                for row in &batch {
+                    loaded = loader.push(row).await;
+                    if loaded.is_err() {
+                        break;
+                    }
+                }
+                if loaded.is_err() {
+                    // Dropping the receiver stops the reader.
+                    break;
+                }
+            }
+            drop(rx);
+            let read = reader.await.map_err(|e| ExportError::Internal(format!("reader: {e}")))?;
+            loaded?;
+            read?;
+            loader.finish().await?
+        }
+    };
+    Ok(BigQueryOutput { records: outcome.rows, bytes: outcome.bytes, load_jobs: outcome.load_jobs })
+}
+
+pub async fn bigquery_merge(services: &Services, input: BigQueryInput) -> Result<BigQueryOutput> {
+    let run = &input.run;
+    let export = services.export(run, true).await?;
+    let config = export.bigquery_config()?;
+    let bq = client(config)?;
+    let job_prefix = format!("batch_export_{}_{}", run.run_id, run.attempt);
+    let target = target(config, run, &job_prefix);
+    if input.cleanup {
+        drop_stage(&bq, target).await?;
+        return Ok(BigQueryOutput { records: 0, bytes: 0, load_jobs: 0 });
+    }
+    let total = services.runs.get(&run.export_id, run.interval.end).await?.and_then(|r| r.records_total_count);
+    let merged = merge_stage(&bq, target, export.model).await;
+    let dropped = drop_stage(&bq, target).await;
+    merged?;
+    dropped?;
+    let records = total.unwrap_or(0);
+    let outcome = ExportOutcome { records, bytes: 0, files: Vec::new(), manifest_key: None };
+    services.work.save_outcome(run, &outcome).await?;
+    Ok(BigQueryOutput { records, bytes: 0, load_jobs: 0 })
+}
