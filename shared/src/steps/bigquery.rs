@@ -53,7 +53,9 @@ pub async fn bigquery_load(services: &Services, run: RunRef) -> Result<BigQueryO
     let export = services.export(&run, true).await?;
     let config = export.bigquery_config()?;
     let bq = client(config)?;
-    let job_prefix = format!("batch_export_{}_{}", run.run_id, run.attempt);
+    // This invocation recreates the stage table, so its load jobs need ids of their own: BigQuery keeps job ids
+    // forever, and reusing one would skip the load into the new stage.
+    let job_prefix = format!("batch_export_{}_{}_{}", run.run_id, run.attempt, uuid::Uuid::new_v4().simple());
     let target = target(config, &run, &job_prefix);
     prepare_stage(&bq, target, export.model).await?;
     let outcome = match export.model {
@@ -102,6 +104,8 @@ pub async fn bigquery_merge(services: &Services, input: BigQueryInput) -> Result
     let export = services.export(run, true).await?;
     let config = export.bigquery_config()?;
     let bq = client(config)?;
+    // The statement's request id is the run attempt's: a retried merge whose statement already ran is not run
+    // twice (BigQuery de-duplicates query requests by id).
     let job_prefix = format!("batch_export_{}_{}", run.run_id, run.attempt);
     let target = target(config, run, &job_prefix);
     if input.cleanup {
