@@ -62,8 +62,8 @@ pub async fn advance_backfill(services: &Services, input: AdvanceInput) -> Resul
         return Ok(output(backfill, Vec::new()));
     }
     let mut backfill = services.backfills.get(&reference.export_id, &reference.backfill_id).await?;
+    let export = services.exports.get(reference.team_id, &reference.export_id).await?;
     if backfill.status == BackfillStatus::Starting {
-        let export = services.exports.get(reference.team_id, &reference.export_id).await?;
         let requested = Interval::new(backfill.start_at, backfill.end_at)?;
         let earliest = services.lake.earliest_hour(reference.team_id).await?;
         let range = effective_range(&export, requested, earliest);
@@ -107,7 +107,6 @@ pub async fn advance_backfill(services: &Services, input: AdvanceInput) -> Resul
     if backfill.status != BackfillStatus::Running {
         return Ok(output(backfill, Vec::new()));
     }
-    let export = services.exports.get(reference.team_id, &reference.export_id).await?;
     let range = Interval::new(
         backfill.effective_start_at.unwrap_or(backfill.start_at),
         backfill.effective_end_at.unwrap_or(backfill.end_at),

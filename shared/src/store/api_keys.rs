@@ -48,14 +48,7 @@ impl ApiKeyStore {
             key_prefix: key[..8].to_string(),
             created_at: now,
         };
-        let item = serde_dynamo::to_item(&record).map_err(|e| item_error(&self.table, e))?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| classify_sdk_error(e, "PutItem", &self.table, None))?;
+        super::put_item(&self.client, &self.table, &record, None).await?;
         Ok((key, record))
     }
 

@@ -35,16 +35,7 @@ impl BackfillStore {
 
     /// Writes a new backfill (a second write of the same id is refused).
     pub async fn create(&self, backfill: &Backfill) -> Result<()> {
-        let item = serde_dynamo::to_item(backfill).map_err(|e| item_error(&self.table, e))?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(id)")
-            .send()
-            .await
-            .map_err(|e| classify_sdk_error(e, "PutItem", &self.table, None))?;
-        Ok(())
+        super::put_item(&self.client, &self.table, backfill, Some("attribute_not_exists(id)")).await
     }
 
     /// A backfill of an export; a missing one is [`ExportError::NotFound`].

@@ -162,7 +162,7 @@ impl ExportStore {
                 new.entry(field.clone()).or_insert_with(|| cipher.clone());
             }
         }
-        self.write(sealed, "attribute_exists(id)").await
+        super::put_item(&self.client, &self.table, sealed, Some("attribute_exists(id)")).await
     }
 
     /// Maps a failed conditional write on an export: a missing export is [`ExportError::NotFound`].
@@ -179,33 +179,12 @@ impl ExportStore {
     /// Creates an export, its credentials encrypted; an existing id is refused.
     pub async fn create(&self, export: &BatchExport) -> Result<()> {
         let sealed = self.secrets.seal(export).await?;
-        self.write(sealed, "attribute_not_exists(id)").await
-    }
-
-    async fn write(&self, sealed: Value, condition: &str) -> Result<()> {
-        let item = serde_dynamo::to_item(sealed).map_err(|e| item_error(&self.table, e))?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression(condition)
-            .send()
-            .await
-            .map_err(|e| classify_sdk_error(e, "PutItem", &self.table, None))?;
-        Ok(())
+        super::put_item(&self.client, &self.table, sealed, Some("attribute_not_exists(id)")).await
     }
 
     /// Writes an export (creates it, or replaces the item with the same id), its credentials encrypted.
     pub async fn put(&self, export: &BatchExport) -> Result<()> {
         let sealed = self.secrets.seal(export).await?;
-        let item = serde_dynamo::to_item(sealed).map_err(|e| item_error(&self.table, e))?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| classify_sdk_error(e, "PutItem", &self.table, None))?;
-        Ok(())
+        super::put_item(&self.client, &self.table, sealed, None).await
     }
 }

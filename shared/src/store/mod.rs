@@ -140,6 +140,25 @@ async fn latest_of_export<T: serde::de::DeserializeOwned>(
     out.items().iter().map(|item| serde_dynamo::from_item(item.clone()).map_err(|e| item_error(table, e))).collect()
 }
 
+/// Writes one item, only where `condition` holds when one is given.
+async fn put_item<T: serde::Serialize>(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    item: T,
+    condition: Option<&str>,
+) -> Result<()> {
+    let item = serde_dynamo::to_item(item).map_err(|e| item_error(table, e))?;
+    client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .set_condition_expression(condition.map(str::to_string))
+        .send()
+        .await
+        .map_err(|e| classify_sdk_error(e, "PutItem", table, None))?;
+    Ok(())
+}
+
 /// A string attribute.
 fn s(v: impl Into<String>) -> aws_sdk_dynamodb::types::AttributeValue {
     aws_sdk_dynamodb::types::AttributeValue::S(v.into())
