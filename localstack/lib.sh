@@ -125,6 +125,8 @@ stack_env() {
   export BATCH_EXPORT_BIGQUERY_ENDPOINT=${BATCH_EXPORT_BIGQUERY_ENDPOINT:-http://127.0.0.1:${BQ_PORT:-9050}}
   # The API function's HTTP endpoint (cargo lambda's function-URL emulation).
   export BATCH_EXPORT_API_URL="http://127.0.0.1:$LAMBDA_PORT/lambda-url/api"
+  # The local stack's endpoints (moto, the token stub) are on 127.0.0.1: allow private endpoints here only.
+  export BATCH_EXPORT_ALLOW_PRIVATE_ENDPOINTS=${BATCH_EXPORT_ALLOW_PRIVATE_ENDPOINTS:-true}
   # Small chunks, so that sample intervals go through the Map state in several chunks.
   export BATCH_EXPORT_CHUNK_MAX_ROWS=${BATCH_EXPORT_CHUNK_MAX_ROWS:-50000}
   export BATCH_EXPORT_CHUNK_CONCURRENCY=${BATCH_EXPORT_CHUNK_CONCURRENCY:-$FUNCTION_INSTANCES}

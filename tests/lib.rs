@@ -19,6 +19,31 @@ use chrono::{DateTime, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
+/// A new RSA private key of `bits` bits, PKCS#8 PEM, made by openssl.
+pub fn rsa_key_pem(bits: u32) -> String {
+    let out = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", &format!("rsa_keygen_bits:{bits}")])
+        .stderr(Stdio::null())
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "openssl made a key");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The public key of a PEM private key, PEM.
+pub fn public_key_pem(private: &str) -> String {
+    let mut child = Command::new("openssl")
+        .args(["pkey", "-pubout"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run openssl");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), private.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "openssl wrote the public key");
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// The SDK config for the local stack; the test command sets `AWS_ENDPOINT_URL`.
 pub async fn local_stack() -> SdkConfig {
     assert!(

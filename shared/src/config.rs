@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ExportError, Result};
 use crate::keys::KeyTemplate;
+use crate::network::EndpointPolicy;
 
 /// The file format of exported files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -101,7 +102,7 @@ fn default_region() -> String {
 
 /// Configuration of an S3 (or S3-compatible) destination.
 ///
-/// Decisions where the reference is silent: `region` defaults to `us-east-1`; `max_file_size_mb` of 0 or null
+/// Decisions where the reference is silent: `region` defaults to `us-east-1`; `max_file_size_mb` of null
 /// means no splitting; without `aws_access_key_id`/`aws_secret_access_key` the default AWS credential chain is
 /// used (an instance or Lambda role); `include_events` and `exclude_events` may both be set (include first).
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -198,30 +199,38 @@ impl S3DestinationConfig {
         Ok(config)
     }
 
-    /// The split size in bytes, if files are split.
+    /// The split size in bytes, if files are split (the size is bounded by [`MAX_FILE_SIZE_MB`] when validated;
+    /// an unvalidated larger one saturates rather than overflows).
     pub fn max_file_size_bytes(&self) -> Option<u64> {
-        self.max_file_size_mb.filter(|mb| *mb > 0).map(|mb| mb * 1024 * 1024)
+        self.max_file_size_mb.filter(|mb| *mb > 0).map(|mb| mb.saturating_mul(1024 * 1024))
     }
 
     /// Checks every rule; the first broken one is returned, naming its field.
     pub fn validate(&self) -> Result<()> {
-        validate_bucket_name(&self.bucket_name)?;
-        if self.region.trim().is_empty() {
-            return Err(ExportError::config("region", "must not be empty"));
-        }
-        KeyTemplate::parse(&self.prefix)?;
-        match (&self.aws_access_key_id, &self.aws_secret_access_key) {
-            (Some(_), None) => {
+        self.validate_with_stored(&[])
+    }
+
+    /// [`S3DestinationConfig::validate`] for a config whose secret fields may be unset because the export
+    /// keeps them stored (`stored` names them: a patch that does not mention the credentials).
+    pub fn validate_with_stored(&self, stored: &[String]) -> Result<()> {
+        validate_bucket_name(&self.bucket_name, self.endpoint_url.is_some())?;
+        validate_region(&self.region)?;
+        validate_prefix(&self.prefix)?;
+        let has = |field: &str, value: &Option<String>| value.is_some() || stored.iter().any(|s| s == field);
+        match (
+            has("aws_access_key_id", &self.aws_access_key_id),
+            has("aws_secret_access_key", &self.aws_secret_access_key),
+        ) {
+            (true, false) => {
                 return Err(ExportError::config("aws_secret_access_key", "is required when aws_access_key_id is set"))
             }
-            (None, Some(_)) => {
+            (false, true) => {
                 return Err(ExportError::config("aws_access_key_id", "is required when aws_secret_access_key is set"))
-            }
-            (Some(id), Some(_)) if id.trim().is_empty() => {
-                return Err(ExportError::config("aws_access_key_id", "must not be empty"))
             }
             _ => {}
         }
+        check_secret("aws_access_key_id", self.aws_access_key_id.as_deref())?;
+        check_secret("aws_secret_access_key", self.aws_secret_access_key.as_deref())?;
         if let Some(c) = self.compression {
             if !c.supported_by(self.file_format) {
                 return Err(ExportError::config(
@@ -241,35 +250,143 @@ impl S3DestinationConfig {
             (Some(Encryption::Aes256) | None, Some(id)) if !id.is_empty() => {
                 return Err(ExportError::config("kms_key_id", "is only allowed when encryption is `aws:kms`"))
             }
+            (_, Some(id)) if id.len() > 2048 => {
+                return Err(ExportError::config("kms_key_id", "must be at most 2048 characters long"))
+            }
             _ => {}
         }
         if let Some(url) = &self.endpoint_url {
-            let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
-            if rest.is_none_or(|host| host.is_empty() || host.starts_with('/')) {
-                return Err(ExportError::config("endpoint_url", format!("`{url}` is not an http(s) URL with a host")));
+            EndpointPolicy::from_env().check_url("endpoint_url", url, false)?;
+        }
+        if let Some(mb) = self.max_file_size_mb {
+            if !(1..=MAX_FILE_SIZE_MB).contains(&mb) {
+                return Err(ExportError::config(
+                    "max_file_size_mb",
+                    format!("must be from 1 to {MAX_FILE_SIZE_MB} (S3's largest object), or null for one file"),
+                ));
             }
         }
         for (field, names) in [("include_events", &self.include_events), ("exclude_events", &self.exclude_events)] {
             if names.iter().any(|n| n.is_empty()) {
                 return Err(ExportError::config(field, "event names must not be empty"));
             }
+            if names.len() > MAX_EVENT_NAMES || names.iter().any(|n| n.len() > MAX_NAME_CHARS) {
+                return Err(ExportError::config(
+                    field,
+                    format!("at most {MAX_EVENT_NAMES} event names of at most {MAX_NAME_CHARS} bytes each"),
+                ));
+            }
         }
         Ok(())
     }
 }
 
-/// S3 bucket naming rules, relaxed to also accept underscores (some S3-compatible stores allow them).
-fn validate_bucket_name(name: &str) -> Result<()> {
+/// The largest `max_file_size_mb`: S3's largest object, 5 TiB.
+pub const MAX_FILE_SIZE_MB: u64 = 5 * 1024 * 1024;
+
+/// The most event names `include_events` or `exclude_events` may hold.
+pub const MAX_EVENT_NAMES: usize = 1000;
+
+/// The longest name (an export's, an event's), in bytes.
+pub const MAX_NAME_CHARS: usize = 255;
+
+/// The longest secret (a key id, a secret key, a service account's PEM key), in bytes.
+pub const MAX_SECRET_BYTES: usize = 16 * 1024;
+
+/// S3's longest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// What a rendered prefix leaves for file names (`{start}-{end}-{chunk}-{n}.parquet.zst`, the manifest).
+const FILE_NAME_RESERVE: usize = 128;
+
+/// A secret, when given, is not empty and at most [`MAX_SECRET_BYTES`].
+pub fn check_secret(field: &str, value: Option<&str>) -> Result<()> {
+    match value {
+        Some(v) if v.trim().is_empty() => Err(ExportError::config(field, "must not be empty")),
+        Some(v) if v.len() > MAX_SECRET_BYTES => {
+            Err(ExportError::config(field, format!("must be at most {MAX_SECRET_BYTES} bytes")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The prefix: a valid template, no `.` or `..` path segment (a key must not climb out of its prefix), and short
+/// enough that every key under it stays within S3's 1024-byte limit once rendered.
+fn validate_prefix(prefix: &str) -> Result<()> {
+    let template = KeyTemplate::parse(prefix)?;
+    if prefix.split('/').any(|segment| segment == ".." || segment == ".") {
+        return Err(ExportError::config("prefix", "must not hold `.` or `..` path segments"));
+    }
+    if prefix.contains('\0') {
+        return Err(ExportError::config("prefix", "must not hold NUL characters"));
+    }
+    // Every variable renders at a fixed width, so any interval gives the rendered length.
+    let sample = crate::model::Interval::new(
+        chrono::DateTime::UNIX_EPOCH,
+        chrono::DateTime::UNIX_EPOCH + chrono::Duration::hours(1),
+    )?;
+    let rendered = template.render(&sample, crate::model::Model::Persons).len();
+    let limit = MAX_KEY_BYTES - FILE_NAME_RESERVE;
+    if rendered > limit {
+        return Err(ExportError::config(
+            "prefix",
+            format!("renders to {rendered} bytes; at most {limit} leave room for file names within S3's {MAX_KEY_BYTES}-byte keys"),
+        ));
+    }
+    Ok(())
+}
+
+/// AWS region names (`us-east-1`, `us-gov-west-1`, `eu-central-2`), or `auto` (Cloudflare R2, GCS).
+fn validate_region(region: &str) -> Result<()> {
+    let parts: Vec<&str> = region.split('-').collect();
+    let valid = region == "auto"
+        || (region.len() <= 32
+            && parts.len() >= 3
+            && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+            && parts[0].bytes().all(|b| b.is_ascii_lowercase())
+            && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit()));
+    if !valid {
+        return Err(ExportError::config(
+            "region",
+            format!("`{region}` is not a region name (like `us-east-1`, or `auto`)"),
+        ));
+    }
+    Ok(())
+}
+
+/// S3's bucket naming rules (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html>):
+/// 3–63 characters of `a-z 0-9 . -`, starting and ending with a letter or digit, no `..`, not an IP address,
+/// none of the reserved prefixes and suffixes. With a custom endpoint (an S3-compatible store), `_` is allowed too.
+fn validate_bucket_name(name: &str, custom_endpoint: bool) -> Result<()> {
     let fail = |reason: &str| Err(ExportError::config("bucket_name", format!("`{name}` {reason}")));
     if name.len() < 3 || name.len() > 63 {
         return fail("must be 3 to 63 characters long");
     }
-    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')) {
-        return fail("may only contain lowercase letters, digits, `.`, `-` and `_`");
+    let allowed = |b: u8| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-' || (custom_endpoint && b == b'_')
+    };
+    if !name.bytes().all(allowed) {
+        return fail(if custom_endpoint {
+            "may only contain lowercase letters, digits, `.`, `-` and `_`"
+        } else {
+            "may only contain lowercase letters, digits, `.` and `-`"
+        });
     }
     let (first, last) = (name.as_bytes()[0], name.as_bytes()[name.len() - 1]);
     if !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
         return fail("must start and end with a letter or digit");
+    }
+    if name.contains("..") {
+        return fail("must not hold two adjacent periods");
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return fail("must not be formatted as an IP address");
+    }
+    if let Some(p) = ["xn--", "sthree-", "amzn-s3-demo-"].iter().find(|p| name.starts_with(*p)) {
+        return fail(&format!("must not start with the reserved prefix `{p}`"));
+    }
+    if let Some(s) = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"].iter().find(|s| name.ends_with(*s)) {
+        return fail(&format!("must not end with the reserved suffix `{s}`"));
     }
     Ok(())
 }
@@ -283,6 +400,23 @@ mod tests {
             Err(ExportError::InvalidConfig { field, .. }) => field,
             other => panic!("expected a config error for {json}, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn sizes_are_bounded_and_never_overflow() {
+        let mut c = S3DestinationConfig::new("bucket");
+        c.max_file_size_mb = Some(MAX_FILE_SIZE_MB);
+        c.validate().unwrap();
+        assert_eq!(c.max_file_size_bytes(), Some(5 << 40));
+        c.max_file_size_mb = Some(u64::MAX);
+        assert_eq!(c.max_file_size_bytes(), Some(u64::MAX));
+        c.prefix = "p/".repeat(449);
+        assert!(c.validate().is_err());
+        c.prefix = "{data_interval_start}/".repeat(60);
+        assert!(format!("{:?}", c.validate()).contains("prefix"));
+        let mut ok = S3DestinationConfig::new("under_score");
+        ok.endpoint_url = Some("https://minio.example.com".into());
+        ok.validate().unwrap();
     }
 
     #[test]
@@ -316,6 +450,18 @@ mod tests {
             (r#"{"region":"x"}"#, "bucket_name"),
             (r#"{"bucket_name":"b"}"#, "bucket_name"),
             (r#"{"bucket_name":"Bad_Bucket"}"#, "bucket_name"),
+            (r#"{"bucket_name":"under_score"}"#, "bucket_name"),
+            (r#"{"bucket_name":"192.168.1.1"}"#, "bucket_name"),
+            (r#"{"bucket_name":"my..bucket"}"#, "bucket_name"),
+            (r#"{"bucket_name":"xn--bucket"}"#, "bucket_name"),
+            (r#"{"bucket_name":"bucket-s3alias"}"#, "bucket_name"),
+            (r#"{"bucket_name":"bucket","region":"Europe"}"#, "region"),
+            (r#"{"bucket_name":"bucket","prefix":"a/../b/"}"#, "prefix"),
+            (r#"{"bucket_name":"bucket","max_file_size_mb":0}"#, "max_file_size_mb"),
+            (r#"{"bucket_name":"bucket","max_file_size_mb":18446744073709551615}"#, "max_file_size_mb"),
+            (r#"{"bucket_name":"bucket","aws_access_key_id":"","aws_secret_access_key":"s"}"#, "aws_access_key_id"),
+            (r#"{"bucket_name":"bucket","endpoint_url":"http://exa mple.com/"}"#, "endpoint_url"),
+            (r#"{"bucket_name":"bucket","endpoint_url":"http://169.254.169.254/latest/meta-data/"}"#, "endpoint_url"),
             (r#"{"bucket_name":"-bucket"}"#, "bucket_name"),
             (r#"{"bucket_name":"bucket","region":" "}"#, "region"),
             (r#"{"bucket_name":"bucket","colour":"red"}"#, "colour"),

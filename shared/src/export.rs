@@ -466,15 +466,11 @@ mod tests {
 
     #[tokio::test]
     async fn no_splitting_without_a_limit() {
-        for limit in [None, Some(0)] {
-            let mut config = S3DestinationConfig::new("bucket");
-            config.max_file_size_mb = limit;
-            let out = run(&config, 6000).await;
-            assert_eq!(out.files.len(), 1);
-            assert_eq!(out.files[0].key, data_file_key("", &interval(), None, None, FileFormat::JSONLines, None));
-            assert!(out.files[0].bytes > 6000 * 900, "{}", out.files[0].bytes);
-            assert_eq!(out.manifest_key, None);
-        }
+        let out = run(&S3DestinationConfig::new("bucket"), 6000).await;
+        assert_eq!(out.files.len(), 1);
+        assert_eq!(out.files[0].key, data_file_key("", &interval(), None, None, FileFormat::JSONLines, None));
+        assert!(out.files[0].bytes > 6000 * 900, "{}", out.files[0].bytes);
+        assert_eq!(out.manifest_key, None);
     }
 
     #[tokio::test]

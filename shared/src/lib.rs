@@ -16,6 +16,7 @@ pub mod keys;
 pub mod lake;
 pub mod lambda;
 pub mod model;
+pub mod network;
 pub mod persons;
 pub mod plan;
 pub mod runs;

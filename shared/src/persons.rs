@@ -8,12 +8,14 @@
 //! new `person_version`; a change of the person a distinct id maps to carries its new
 //! `person_distinct_id_version`.
 //!
-//! **A run** takes the changes that landed in its interval and keeps, per `(team_id, distinct_id)`, the latest
-//! of each kind: `person_id` and `person_distinct_id_version` from the change with the highest
-//! `person_distinct_id_version`; `properties`, `person_version`, `created_at` and `is_deleted` from the change
-//! with the highest `person_version` (ties: the later landed). `_inserted_at` is the latest of the two.
-//! Destinations then merge these rows by version (BigQuery `MERGE`), so an older change never overwrites a newer
-//! one.
+//! **A run** takes the changes that landed in its interval and exports, per `(team_id, distinct_id)`, the pair
+//! "mapped to their corresponding person_id and latest properties" (the seed): `person_id` and
+//! `person_distinct_id_version` from the distinct id's change with the highest `person_distinct_id_version`;
+//! `properties`, `person_version`, `created_at` and `is_deleted` from the change **of that person** (any of its
+//! distinct ids) with the highest `person_version` (ties: the later landed). Versions of different persons are
+//! never compared: a distinct id that moved to a person with a lower `person_version` takes that person's
+//! properties. `_inserted_at` is the latest of the two changes. Destinations then merge these rows by the same
+//! rule (BigQuery `MERGE`), so an older change never overwrites a newer one.
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -52,38 +54,45 @@ pub type PersonRow = PersonChange;
 
 /// The latest state per `(team_id, distinct_id)` of the changes given (see the module doc), sorted by key.
 pub fn latest_per_distinct_id(changes: impl IntoIterator<Item = PersonChange>) -> Vec<PersonRow> {
-    let mut by_key: HashMap<(i64, String), (PersonChange, PersonChange)> = HashMap::new();
+    // Later wins on equal versions: the one that landed later (then the later in the input).
+    fn keep_newer(slot: &mut PersonChange, change: &PersonChange, version: fn(&PersonChange) -> i64) {
+        if (version(change), change.inserted_at) >= (version(slot), slot.inserted_at) {
+            *slot = change.clone();
+        }
+    }
+    let mut mappings: HashMap<(i64, String), PersonChange> = HashMap::new();
+    let mut persons: HashMap<(i64, String), PersonChange> = HashMap::new();
     for change in changes {
-        let key = (change.team_id, change.distinct_id.clone());
-        match by_key.get_mut(&key) {
+        let person_key = (change.team_id, change.person_id.clone());
+        match persons.get_mut(&person_key) {
+            Some(person) => keep_newer(person, &change, |c| c.person_version),
             None => {
-                by_key.insert(key, (change.clone(), change));
+                persons.insert(person_key, change.clone());
             }
-            Some((mapping, person)) => {
-                let newer = |a: &PersonChange, version: fn(&PersonChange) -> i64| {
-                    (version(&change), change.inserted_at) >= (version(a), a.inserted_at)
-                };
-                if newer(mapping, |c| c.person_distinct_id_version) {
-                    *mapping = change.clone();
-                }
-                if newer(person, |c| c.person_version) {
-                    *person = change;
-                }
+        }
+        let key = (change.team_id, change.distinct_id.clone());
+        match mappings.get_mut(&key) {
+            Some(mapping) => keep_newer(mapping, &change, |c| c.person_distinct_id_version),
+            None => {
+                mappings.insert(key, change);
             }
         }
     }
-    let mut rows: Vec<PersonRow> = by_key
+    let mut rows: Vec<PersonRow> = mappings
         .into_values()
-        .map(|(mapping, person)| PersonRow {
-            team_id: person.team_id,
-            distinct_id: person.distinct_id,
-            person_id: mapping.person_id,
-            properties: person.properties,
-            person_version: person.person_version,
-            person_distinct_id_version: mapping.person_distinct_id_version,
-            created_at: person.created_at,
-            is_deleted: person.is_deleted,
-            inserted_at: mapping.inserted_at.max(person.inserted_at),
+        .map(|mapping| {
+            let person = &persons[&(mapping.team_id, mapping.person_id.clone())];
+            PersonRow {
+                team_id: mapping.team_id,
+                distinct_id: mapping.distinct_id,
+                person_id: mapping.person_id,
+                properties: person.properties.clone(),
+                person_version: person.person_version,
+                person_distinct_id_version: mapping.person_distinct_id_version,
+                created_at: person.created_at,
+                is_deleted: person.is_deleted,
+                inserted_at: mapping.inserted_at.max(person.inserted_at),
+            }
         })
         .collect();
     rows.sort_by(|a, b| (a.team_id, &a.distinct_id).cmp(&(b.team_id, &b.distinct_id)));
@@ -229,18 +238,32 @@ mod tests {
     }
 
     #[test]
-    fn the_latest_version_of_each_kind_wins_per_distinct_id() {
+    fn each_distinct_id_takes_its_latest_person_and_that_persons_latest_properties() {
         let rows = latest_per_distinct_id([
             change("a", "p1", 3, 1, "2026-11-20T10:00:00Z"),
-            // An older person version that landed later: its mapping (higher) counts, its properties do not.
-            change("a", "p2", 2, 2, "2026-11-20T10:05:00Z"),
+            change("a", "p1", 2, 1, "2026-11-20T10:01:00Z"),
             change("b", "p3", 1, 1, "2026-11-20T10:01:00Z"),
         ]);
         assert_eq!(rows.len(), 2);
         let a = &rows[0];
-        assert_eq!((a.person_id.as_str(), a.person_version, a.person_distinct_id_version), ("p2", 3, 2));
+        assert_eq!((a.person_id.as_str(), a.person_version, a.person_distinct_id_version), ("p1", 3, 1));
         assert_eq!(a.properties, serde_json::json!({"v": 3}));
-        assert_eq!(a.inserted_at, t("2026-11-20T10:05:00Z"));
+        assert_eq!(a.inserted_at, t("2026-11-20T10:01:00Z"));
         assert_eq!(rows[1].distinct_id, "b");
+    }
+
+    #[test]
+    fn a_distinct_id_moved_to_another_person_takes_that_persons_properties() {
+        // `a` moves from p1 (person_version 5) to p2 (person_version 1); p2's latest properties came in on `c`.
+        let rows = latest_per_distinct_id([
+            change("a", "p1", 5, 1, "2026-11-20T10:00:00Z"),
+            change("a", "p2", 1, 2, "2026-11-20T10:05:00Z"),
+            change("c", "p2", 4, 1, "2026-11-20T10:02:00Z"),
+        ]);
+        let a = &rows[0];
+        assert_eq!((a.person_id.as_str(), a.person_distinct_id_version), ("p2", 2));
+        assert_eq!((a.person_version, a.properties.clone()), (4, serde_json::json!({"v": 4})), "p2's latest, not p1's");
+        let c = &rows[1];
+        assert_eq!((c.person_id.as_str(), c.person_version), ("p2", 4));
     }
 }

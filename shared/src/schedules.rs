@@ -4,9 +4,10 @@
 //! - Expression: a cron at minute `delay` of every hour (`hour`), day (`day`, 00:MM), Monday (`week`), or every
 //!   5 / 15 minutes from minute `delay` (`every 5 minutes`, `every 15 minutes`).
 //! - Time zone: the export's for `day` and `week` (they start at local midnight), UTC for the others.
-//! - Dates: `start_at` becomes the start date; `end_at` plus the delay the end date (so the last interval, which
-//!   ends at `end_at`, still fires).
-//! - State: disabled while the export is paused.
+//! - Dates: a future `start_at` becomes the start date (a past one does not: EventBridge Scheduler refuses
+//!   start dates in the past, and the schedule starts now; the intervals before now are a backfill's job);
+//!   `end_at` plus the delay the end date (so the last interval, which ends at `end_at`, still fires).
+//! - State: disabled while the export is paused, and once its end date has passed (no firing is left).
 //! - Target: the run trigger (`BATCH_EXPORT_SCHEDULE_TARGET_ARN`), assumed with `BATCH_EXPORT_SCHEDULER_ROLE_ARN`,
 //!   with the input `{"team_id", "export_id", "scheduled_time": "<aws.scheduler.scheduled-time>"}`: ids and the
 //!   time only, never the destination config.
@@ -18,6 +19,7 @@ use crate::aws_error::classify_sdk_error;
 use crate::error::{ExportError, Result};
 use crate::export::env_number;
 use crate::exports::{parse_timezone, BatchExport, ExportInterval};
+use crate::store::{ExportStore, StoredExport};
 
 /// Where schedules go and what they start, from the environment.
 #[derive(Debug, Clone)]
@@ -83,6 +85,18 @@ pub fn schedule_input(export: &BatchExport) -> String {
     .to_string()
 }
 
+/// A schedule's start and end dates as of `now`: the export's `start_at` when it is still ahead, and its
+/// `end_at` plus the delay when that is still ahead (EventBridge Scheduler refuses dates in the past).
+pub fn schedule_dates(
+    export: &BatchExport,
+    delay: u32,
+    now: DateTime<Utc>,
+) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let start = export.start_at.filter(|s| *s > now);
+    let end = export.end_at.map(|t| t + Duration::minutes(delay as i64)).filter(|e| *e > now);
+    (start, end)
+}
+
 fn smithy_time(t: DateTime<Utc>) -> aws_smithy_types::DateTime {
     aws_smithy_types::DateTime::from_secs(t.timestamp())
 }
@@ -103,6 +117,12 @@ impl Schedules {
         &self.settings
     }
 
+    /// [`converge`] with [`Schedules::put`]: the schedule follows the export's final state.
+    pub async fn converge(&self, exports: &ExportStore, written: StoredExport) -> Result<BatchExport> {
+        converge(exports, &self.client, &self.settings.group, written, |export| async move { self.put(&export).await })
+            .await
+    }
+
     /// Creates the schedule group unless it exists.
     pub async fn ensure_group(&self) -> Result<()> {
         match self.client.create_schedule_group().name(&self.settings.group).send().await {
@@ -114,6 +134,11 @@ impl Schedules {
 
     /// Creates the export's schedule, or updates it to match the export (interval, time zone, dates, paused).
     pub async fn put(&self, export: &BatchExport) -> Result<()> {
+        self.put_at(export, Utc::now()).await
+    }
+
+    /// [`Schedules::put`] as of `now` (dates before it are left out, as EventBridge Scheduler refuses them).
+    pub async fn put_at(&self, export: &BatchExport, now: DateTime<Utc>) -> Result<()> {
         let name = schedule_name(&export.id);
         let delay = self.settings.delay_minutes;
         let expression = schedule_expression(export.interval, delay);
@@ -131,9 +156,10 @@ impl Schedules {
             )
             .build()
             .map_err(|e| ExportError::Internal(format!("schedule target: {e}")))?;
-        let state = if export.paused { ScheduleState::Disabled } else { ScheduleState::Enabled };
-        let start = export.start_at.map(smithy_time);
-        let end = export.end_at.map(|t| smithy_time(t + Duration::minutes(delay as i64)));
+        let (start, end) = schedule_dates(export, delay, now);
+        let ended = export.end_at.is_some() && end.is_none();
+        let state = if export.paused || ended { ScheduleState::Disabled } else { ScheduleState::Enabled };
+        let (start, end) = (start.map(smithy_time), end.map(smithy_time));
         let created = self
             .client
             .create_schedule()
@@ -178,12 +204,57 @@ impl Schedules {
 
     /// Deletes the export's schedule (a missing one is fine: deleting is idempotent).
     pub async fn delete(&self, export_id: &str) -> Result<()> {
-        let name = schedule_name(export_id);
-        match self.client.delete_schedule().name(&name).group_name(&self.settings.group).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),
-            Err(e) => Err(classify_sdk_error(e, "DeleteSchedule", &name, None)),
+        delete_schedule(&self.client, &self.settings.group, export_id).await
+    }
+}
+
+/// How many times a schedule is written again because its export changed meanwhile, before giving up (503).
+const CONVERGE_ATTEMPTS: usize = 8;
+
+/// Makes an export's schedule agree with its item, whatever other writers do meanwhile: `write` writes the
+/// schedule from `written` (the item as this caller wrote it), then the item is read again; if it changed (its
+/// version moved: a concurrent patch, pause or unpause), the schedule is written again from what it is now, and
+/// if it is gone (a concurrent delete), the schedule is deleted and the export is [`ExportError::NotFound`].
+/// The last writer of the schedule has therefore always written it from the item's final state. Returns the
+/// export as it is now.
+pub async fn converge<F, Fut>(
+    exports: &ExportStore,
+    client: &aws_sdk_scheduler::Client,
+    group: &str,
+    mut written: StoredExport,
+    write: F,
+) -> Result<BatchExport>
+where
+    F: Fn(BatchExport) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let (team_id, id) = (written.export.team_id, written.export.id.clone());
+    for _ in 0..CONVERGE_ATTEMPTS {
+        write(written.export.clone()).await?;
+        match exports.get_stored(team_id, &id).await {
+            Ok(now) if now.version == written.version => return Ok(now.export),
+            Ok(now) => written = now,
+            Err(e @ ExportError::NotFound { .. }) => {
+                delete_schedule(client, group, &id).await?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
         }
+    }
+    Err(ExportError::Transient {
+        operation: "UpdateSchedule",
+        resource: schedule_name(&id),
+        message: format!("the export changed {CONVERGE_ATTEMPTS} times while its schedule was written"),
+    })
+}
+
+/// [`Schedules::delete`] for callers that only know the schedule group (the run trigger).
+pub async fn delete_schedule(client: &aws_sdk_scheduler::Client, group: &str, export_id: &str) -> Result<()> {
+    let name = schedule_name(export_id);
+    match client.delete_schedule().name(&name).group_name(group).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),
+        Err(e) => Err(classify_sdk_error(e, "DeleteSchedule", &name, None)),
     }
 }
 
@@ -235,6 +306,29 @@ mod tests {
             assert_eq!(schedule_expression(interval, 1), expression);
         }
         assert_eq!(schedule_expression(ExportInterval::Hour, 0), "cron(0 * * * ? *)");
+    }
+
+    #[test]
+    fn dates_in_the_past_are_left_out() {
+        let now = Utc::now();
+        let mut export = BatchExport::new(
+            "e",
+            1,
+            "e",
+            crate::exports::Destination::S3(crate::S3DestinationConfig::new("bucket")),
+            ExportInterval::Hour,
+        );
+        export.start_at = Some(now - Duration::days(7));
+        export.end_at = Some(now + Duration::days(7));
+        assert_eq!(schedule_dates(&export, 1, now), (None, Some(now + Duration::days(7) + Duration::minutes(1))));
+        export.start_at = Some(now + Duration::hours(1));
+        assert_eq!(schedule_dates(&export, 1, now).0, Some(now + Duration::hours(1)));
+        // An end a minute ago still has its delayed firing ahead; an end long past has none.
+        export.end_at = Some(now - Duration::seconds(30));
+        assert!(schedule_dates(&export, 1, now).1.is_some());
+        export.start_at = None;
+        export.end_at = Some(now - Duration::days(1));
+        assert_eq!(schedule_dates(&export, 1, now), (None, None));
     }
 
     #[test]

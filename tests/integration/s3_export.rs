@@ -6,6 +6,7 @@ use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
 use batch_exports::config::{Compression, Encryption, FORMAT_COMPRESSIONS};
 use batch_exports::lake::writer::{ndjson_bytes, parquet_bytes};
+use batch_exports::network::EndpointPolicy;
 use batch_exports::s3::{destination_client, destination_client_config, S3Target};
 use batch_exports::synthetic::SyntheticEvents;
 use batch_exports::{
@@ -145,8 +146,9 @@ async fn a_failed_part_aborts_the_upload() {
     .await;
     let destination = new_bucket(&client, "exports").await;
     let config = S3DestinationConfig::new(&destination);
-    let failing =
-        aws_sdk_s3::Client::from_conf(destination_client_config(&base, &config).interceptor(FailUploadPart(3)).build());
+    let failing = aws_sdk_s3::Client::from_conf(
+        destination_client_config(&base, &config, EndpointPolicy::from_env()).interceptor(FailUploadPart(3)).build(),
+    );
     let sink = FileSink::S3(S3Target::new(failing, &config));
     let interval = Interval::new(hour(10), hour(11)).unwrap();
     let error = export_events(&lake.store(), &sink, TEAM, interval, &config, &settings()).await.unwrap_err();
@@ -431,7 +433,9 @@ async fn custom_endpoints_addressing_styles_and_static_credentials() {
         .unwrap();
         let capture = std::sync::Arc::new(CaptureRequest::default());
         let client = aws_sdk_s3::Client::from_conf(
-            destination_client_config(&base, &config).interceptor(SharedCapture(capture.clone())).build(),
+            destination_client_config(&base, &config, EndpointPolicy::from_env())
+                .interceptor(SharedCapture(capture.clone()))
+                .build(),
         );
         let target = S3Target::new(client, &config);
         let key = batch_exports::keys::data_file_key(
@@ -448,6 +452,33 @@ async fn custom_endpoints_addressing_styles_and_static_credentials() {
         assert_eq!(without_query.replace("%3A", ":").replace("%2B", "+"), expected_uri, "{uri}");
         assert!(auth.contains("Credential=AKIDFROMCONFIG/") && auth.contains("/eu-central-1/s3/"), "{auth}");
     }
+}
+
+/// SSRF: with private endpoints not allowed, a name that resolves to 127.0.0.1 (here `localhost`, where the
+/// local stack's S3 listens) is refused when the client connects, and the upload fails naming the endpoint;
+/// with them allowed (the local stack's setting), the same endpoint works.
+#[tokio::test]
+async fn endpoints_resolving_to_private_addresses_are_refused() {
+    let base = local_stack().await;
+    let bucket = new_bucket(&s3(&base), "ssrf").await;
+    let port = std::env::var("AWS_ENDPOINT_URL").unwrap().rsplit(':').next().unwrap().trim_end_matches('/').to_string();
+    let config = S3DestinationConfig::from_json(&format!(
+        r#"{{"bucket_name":"{bucket}","endpoint_url":"http://localhost:{port}","aws_access_key_id":"testing","aws_secret_access_key":"testing"}}"#
+    ))
+    .unwrap();
+    let strict = EndpointPolicy { allow_private: false };
+    let client = aws_sdk_s3::Client::from_conf(destination_client_config(&base, &config, strict).build());
+    let error = S3Target::new(client, &config).put("probe.json", bytes::Bytes::from_static(b"{}")).await.unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    assert!(error.to_string().contains("localhost"), "{error}");
+    assert!(list_keys(&s3(&base), &bucket).await.is_empty(), "nothing was written");
+    // The literal is refused when the config is validated, whatever the setting for names.
+    assert!(strict.check_url("endpoint_url", "http://127.0.0.1:9000", false).is_err());
+
+    let allowed = EndpointPolicy { allow_private: true };
+    let client = aws_sdk_s3::Client::from_conf(destination_client_config(&base, &config, allowed).build());
+    S3Target::new(client, &config).put("probe.json", bytes::Bytes::from_static(b"{}")).await.unwrap();
+    assert_eq!(list_keys(&s3(&base), &bucket).await, ["probe.json"]);
 }
 
 #[derive(Debug)]

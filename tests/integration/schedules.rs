@@ -36,20 +36,26 @@ async fn schedules_of_hourly_daily_and_five_minute_exports() {
     schedules.ensure_group().await.unwrap();
 
     let hourly = export("hourly", ExportInterval::Hour, "UTC");
+    // Dates from the clock: a daily export starting at a Berlin midnight a week ahead, for a month.
+    let now = Utc::now();
+    let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+    let ahead = (now + chrono::Duration::days(7)).with_timezone(&berlin).date_naive();
+    let midnight = |date: chrono::NaiveDate| {
+        date.and_hms_opt(0, 0, 0).unwrap().and_local_timezone(berlin).earliest().unwrap().to_utc()
+    };
+    let (start_at, end_at) = (midnight(ahead), midnight(ahead + chrono::Days::new(31)));
     let mut daily = export("daily-berlin", ExportInterval::Day, "Europe/Berlin");
-    daily.start_at = Some(t("2026-12-01T00:00:00+01:00"));
-    daily.end_at = Some(t("2027-01-01T00:00:00+01:00"));
+    daily.start_at = Some(start_at);
+    daily.end_at = Some(end_at);
+    // A start in the past (picking up history) is no start date: the schedule starts now.
+    let mut since_last_week = export("since-last-week", ExportInterval::Hour, "UTC");
+    since_last_week.start_at = Some(now - chrono::Duration::days(7));
     // A time zone matters only for days and weeks: a 5-minute export's schedule runs on UTC.
     let five = export("five-minutes", ExportInterval::Every5Minutes, "Europe/Berlin");
     let cases = [
         (&hourly, "cron(1 * * * ? *)", "UTC", None, None),
-        (
-            &daily,
-            "cron(1 0 * * ? *)",
-            "Europe/Berlin",
-            Some(t("2026-11-30T23:00:00Z")),
-            Some(t("2026-12-31T23:01:00Z")),
-        ),
+        (&daily, "cron(1 0 * * ? *)", "Europe/Berlin", Some(start_at), Some(end_at + chrono::Duration::minutes(1))),
+        (&since_last_week, "cron(1 * * * ? *)", "UTC", None, None),
         (&five, "cron(1/5 * * * ? *)", "UTC", None, None),
     ];
     for (export, expression, timezone, start, end) in cases {

@@ -16,11 +16,13 @@ async fn main() -> Result<(), Error> {
 
 async fn respond(services: &ApiServices, request: Request) -> Result<Response<Body>, Error> {
     let query = request.query_string_parameters();
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let api_request = ApiRequest {
         method: request.method().as_str().to_string(),
         path: request.raw_http_path().to_string(),
         query: query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        authorization: request.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string),
+        authorization: header("authorization"),
+        content_type: header("content-type"),
         body: request.body().to_vec(),
     };
     let response = handle(services, api_request).await;

@@ -6,7 +6,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::bodies::{
-    backfill_view, export_view, merge_patch, parse, query_time, run_view, CreateBackfill, CreateExport, Unpause,
+    backfill_view, export_view, merge_patch, parse, query_time, run_view, CreateBackfill, CreateExport, Shape, Unpause,
 };
 use super::error::ApiError;
 use super::{ApiRequest, ApiServices, Route};
@@ -33,16 +33,14 @@ pub(super) async fn serve(services: &ApiServices, team_id: i64, route: Route, re
         Route::GetExport(id) => Ok((200, export_view(&services.exports.get(team_id, &id).await?))),
         Route::PatchExport(id) => patch_export(services, team_id, &id, &request.body).await,
         Route::DeleteExport(id) => {
-            services.exports.get(team_id, &id).await?;
-            services.schedules.delete(&id).await?;
+            // The item first: a change racing the delete then finds it gone and deletes the schedule it wrote.
             services.exports.delete(team_id, &id).await?;
+            services.schedules.delete(&id).await?;
             Ok((204, Value::Null))
         }
         Route::Pause(id) => {
-            services.exports.get(team_id, &id).await?;
-            let export = services.exports.pause(team_id, &id, "paused through the API", Utc::now()).await?;
-            services.schedules.set_enabled(&id, false).await?;
-            Ok((200, export_view(&export)))
+            let written = services.exports.pause(team_id, &id, "paused through the API", Utc::now()).await?;
+            Ok((200, export_view(&services.schedules.converge(&services.exports, written).await?)))
         }
         Route::Unpause(id) => unpause(services, team_id, &id, &request.body).await,
         Route::ListBackfills(id) => {
@@ -52,7 +50,7 @@ pub(super) async fn serve(services: &ApiServices, team_id: i64, route: Route, re
         }
         Route::CreateBackfill(id) => {
             let export = services.exports.get(team_id, &id).await?;
-            let body: CreateBackfill = parse(&request.body)?;
+            let body: CreateBackfill = parse(&request.body, Shape::FLAT)?;
             let (range, concurrency) = body.check(Utc::now())?;
             let backfill = start_backfill(services, &export, range, concurrency).await?;
             Ok((201, backfill_view(&backfill)))
@@ -87,7 +85,7 @@ pub(super) async fn serve(services: &ApiServices, team_id: i64, route: Route, re
 }
 
 async fn create_export(services: &ApiServices, team_id: i64, body: &[u8]) -> Answer {
-    let body: CreateExport = parse(body)?;
+    let body: CreateExport = parse(body, Shape::EXPORT)?;
     let paused = body.paused;
     let placeholder = Destination::S3(S3DestinationConfig::new("placeholder"));
     let mut export = BatchExport::new(
@@ -97,35 +95,55 @@ async fn create_export(services: &ApiServices, team_id: i64, body: &[u8]) -> Ans
         placeholder,
         crate::exports::ExportInterval::Hour,
     );
-    body.apply(&mut export)?;
+    body.apply(&mut export, &[])?;
     if paused {
         export.paused = true;
         export.last_paused_at = Some(export.created_at);
     }
-    services.exports.create(&export).await?;
-    if let Err(e) = services.schedules.put(&export).await {
-        // No export without its schedule: undo the create, so a retried request starts clean.
-        services.exports.delete(team_id, &export.id).await.ok();
-        return Err(e.into());
-    }
+    let written = services.exports.create(&export).await?;
+    let export = match services.schedules.converge(&services.exports, written).await {
+        Ok(export) => export,
+        Err(e) => {
+            // No export without its schedule: undo the create, so a retried request starts clean.
+            services.exports.delete(team_id, &export.id).await.ok();
+            services.schedules.delete(&export.id).await.ok();
+            return Err(e.into());
+        }
+    };
     tracing::info!(export_id = %export.id, team_id, "export created");
-    Ok((201, export_view(&services.exports.get(team_id, &export.id).await?)))
+    Ok((201, export_view(&export)))
 }
 
+/// Times a patch is merged again because the export changed between its read and its write.
+const PATCH_ATTEMPTS: usize = 8;
+
 async fn patch_export(services: &ApiServices, team_id: i64, id: &str, body: &[u8]) -> Answer {
-    let mut export = services.exports.get(team_id, id).await?;
-    let merged = merge_patch(&export, body)?;
-    merged.apply(&mut export)?;
-    services.exports.update(&export).await?;
-    services.schedules.put(&export).await?;
-    Ok((200, export_view(&services.exports.get(team_id, id).await?)))
+    for _ in 0..PATCH_ATTEMPTS {
+        let stored = services.exports.get_stored(team_id, id).await?;
+        let mut export = stored.export.clone();
+        let merged = merge_patch(&export, body)?;
+        // The stored secrets the patch leaves alone stay; the ones it sets or nulls are replaced or removed.
+        let keep: Vec<String> =
+            stored.sealed_fields().into_iter().filter(|f| !merged.mentioned_secrets.contains(f)).collect();
+        merged.body.apply(&mut export, &keep)?;
+        if let Some(written) = services.exports.replace(&export, &stored, &keep).await? {
+            return Ok((200, export_view(&services.schedules.converge(&services.exports, written).await?)));
+        }
+    }
+    Err(ExportError::Transient {
+        operation: "PutItem",
+        resource: format!("batch export `{id}`"),
+        message: format!("the export changed {PATCH_ATTEMPTS} times during the patch"),
+    }
+    .into())
 }
 
 async fn unpause(services: &ApiServices, team_id: i64, id: &str, body: &[u8]) -> Answer {
-    let body: Unpause = if body.iter().all(u8::is_ascii_whitespace) { Unpause::default() } else { parse(body)? };
+    let body: Unpause =
+        if body.iter().all(u8::is_ascii_whitespace) { Unpause::default() } else { parse(body, Shape::FLAT)? };
     let before = services.exports.get(team_id, id).await?;
-    let export = services.exports.unpause(team_id, id).await?;
-    services.schedules.set_enabled(id, true).await?;
+    let written = services.exports.unpause(team_id, id).await?;
+    let export = services.schedules.converge(&services.exports, written).await?;
     let mut view = export_view(&export);
     // What was missed while paused: the intervals that ended between the pause and now.
     if let (true, true, Some(paused_at)) = (body.backfill, before.paused, before.last_paused_at) {

@@ -33,6 +33,8 @@ pub struct ApiRequest {
     pub path: String,
     pub query: Vec<(String, String)>,
     pub authorization: Option<String>,
+    /// The `Content-Type` header: a body must be JSON (`application/json`, with any parameters).
+    pub content_type: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -93,6 +95,7 @@ pub async fn handle(services: &ApiServices, request: ApiRequest) -> ApiResponse 
     let result = async {
         let (team_id, route) = route(&request.method, &request.path)?;
         authorize(services, &request, team_id).await?;
+        check_content_type(&request)?;
         handlers::serve(services, team_id, route, &request).await
     }
     .await;
@@ -106,6 +109,20 @@ pub async fn handle(services: &ApiServices, request: ApiRequest) -> ApiResponse 
         tracing::info!(method = %request.method, path = %request.path, status = response.status, "request");
     }
     response
+}
+
+/// A request with a body says it is JSON (a missing header is taken as JSON, as curl without `-H` would
+/// otherwise fail on every call).
+fn check_content_type(request: &ApiRequest) -> Result<(), ApiError> {
+    let Some(content_type) = request.content_type.as_deref() else { return Ok(()) };
+    if request.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    let media = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    if media == "application/json" || (media.starts_with("application/") && media.ends_with("+json")) {
+        return Ok(());
+    }
+    Err(ApiError::validation("Content-Type", format!("`{content_type}` is not JSON: send `application/json`")))
 }
 
 /// Checks the request's API key against the path's project.

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use chrono::Utc;
 use serde_json::Value;
 
-use super::bodies::{parse, CreateBackfill, CreateExport};
+use super::bodies::{parse, CreateBackfill, CreateExport, Shape};
 use super::{backfill_view, export_view, run_view, ApiError, ROUTES};
 use crate::backfills::Backfill;
 use crate::exports::{BatchExport, Destination, ExportInterval};
@@ -89,16 +89,16 @@ fn request_examples_pass_validation() {
     let schemas = &doc["components"]["schemas"];
     let body = serde_json::to_vec(&schemas["ExportCreate"]["example"]).unwrap();
     let mut export = sample_export();
-    parse::<CreateExport>(&body).unwrap().apply(&mut export).unwrap();
+    parse::<CreateExport>(&body, Shape::EXPORT).unwrap().apply(&mut export, &[]).unwrap();
     let patch = serde_json::to_vec(&schemas["ExportPatch"]["example"]).unwrap();
-    super::bodies::merge_patch(&export, &patch).unwrap().apply(&mut export).unwrap();
+    super::bodies::merge_patch(&export, &patch).unwrap().body.apply(&mut export, &[]).unwrap();
     let body = serde_json::to_vec(&schemas["BackfillCreate"]["example"]).unwrap();
-    parse::<CreateBackfill>(&body).unwrap().check(Utc::now()).unwrap();
+    parse::<CreateBackfill>(&body, Shape::FLAT).unwrap().check(Utc::now()).unwrap();
     // Create's required fields are the ones the API requires.
     for field in schemas["ExportCreate"]["required"].as_array().unwrap() {
         let mut without = schemas["ExportCreate"]["example"].clone();
         without.as_object_mut().unwrap().remove(field.as_str().unwrap());
-        let err = parse::<CreateExport>(&serde_json::to_vec(&without).unwrap()).unwrap_err();
+        let err = parse::<CreateExport>(&serde_json::to_vec(&without).unwrap(), Shape::EXPORT).unwrap_err();
         assert!(matches!(err, ApiError::Validation { attr, .. } if attr == field.as_str().unwrap()));
     }
 }

@@ -7,7 +7,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::check_secret;
 use crate::error::{ExportError, Result};
+use crate::network::EndpointPolicy;
 
 /// Google's OAuth 2.0 token endpoint (the default `token_uri` of service-account keys).
 pub const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
@@ -70,27 +72,45 @@ fn check_id(field: &str, value: &str, max: usize, extra: &[char]) -> Result<()> 
 
 impl BigQueryDestinationConfig {
     pub fn validate(&self) -> Result<()> {
+        self.validate_with_stored(&[])
+    }
+
+    /// [`BigQueryDestinationConfig::validate`] for a config whose secret fields may be unset because the
+    /// export keeps them stored (`stored` names them: a patch that does not resend the key).
+    pub fn validate_with_stored(&self, stored: &[String]) -> Result<()> {
         check_id("project_id", &self.project_id, 30, &['-'])?;
         check_id("dataset_id", &self.dataset_id, 1024, &[])?;
         if self.table_id.contains('.') || self.table_id.contains(':') {
             return Err(ExportError::config("table_id", "must be the table's id only, without project or dataset"));
         }
         check_id("table_id", &self.table_id, 1024, &['-'])?;
-        match (&self.private_key, &self.client_email) {
-            (Some(key), Some(email)) => {
-                if !key.contains("PRIVATE KEY") {
-                    return Err(ExportError::config("private_key", "is not a PEM private key"));
-                }
-                if !email.contains('@') {
-                    return Err(ExportError::config("client_email", "is not a service account e-mail"));
-                }
+        check_secret("private_key", self.private_key.as_deref())?;
+        check_secret("private_key_id", self.private_key_id.as_deref())?;
+        if let Some(key) = &self.private_key {
+            // Signing a token parses the key whole (a PEM wrapper around garbage fails here, not at run time).
+            let invalid = |e: jsonwebtoken::errors::Error| {
+                ExportError::config("private_key", format!("is not a PEM-encoded RSA private key: {e}"))
+            };
+            let signing = jsonwebtoken::EncodingKey::from_rsa_pem(key.as_bytes()).map_err(invalid)?;
+            jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+                &serde_json::json!({}),
+                &signing,
+            )
+            .map_err(invalid)?;
+        } else if !stored.iter().any(|s| s == "private_key") {
+            return Err(ExportError::config("private_key", "is required (the service account's key)"));
+        }
+        match &self.client_email {
+            Some(email) if !email.contains('@') || email.len() > 254 => {
+                return Err(ExportError::config("client_email", "is not a service account e-mail"))
             }
-            (Some(_), None) => return Err(ExportError::config("client_email", "is required with private_key")),
-            (None, _) => return Err(ExportError::config("private_key", "is required (the service account's key)")),
+            Some(_) => {}
+            None => return Err(ExportError::config("client_email", "is required with private_key")),
         }
-        if !(self.token_uri.starts_with("https://") || self.token_uri.starts_with("http://")) {
-            return Err(ExportError::config("token_uri", "must be an http(s) URL"));
-        }
+        // Google's token endpoint is https; plain http only where private endpoints are allowed (a local stub).
+        let policy = EndpointPolicy::from_env();
+        policy.check_url("token_uri", &self.token_uri, !policy.allow_private)?;
         Ok(())
     }
 }
@@ -99,10 +119,22 @@ impl BigQueryDestinationConfig {
 mod tests {
     use super::*;
 
+    /// A real RSA key (openssl), made once for the module's tests.
+    fn key() -> &'static str {
+        static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        KEY.get_or_init(|| {
+            let out = std::process::Command::new("openssl")
+                .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
+                .output()
+                .expect("openssl");
+            String::from_utf8(out.stdout).unwrap()
+        })
+    }
+
     fn config() -> BigQueryDestinationConfig {
         serde_json::from_value(serde_json::json!({
             "project_id": "my-project", "dataset_id": "BatchExports", "table_id": "events",
-            "private_key": "-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n",
+            "private_key": key(),
             "private_key_id": "k1", "client_email": "exports@my-project.iam.gserviceaccount.com"
         }))
         .unwrap()
@@ -131,6 +163,19 @@ mod tests {
         let mut c = config();
         c.client_email = None;
         assert_eq!(field(&c), "client_email");
+        let mut c = config();
+        c.private_key = Some("-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n".into());
+        assert_eq!(field(&c), "private_key");
+        let mut c = config();
+        c.private_key_id = Some(String::new());
+        assert_eq!(field(&c), "private_key_id");
+        let mut c = config();
+        c.token_uri = "http://169.254.169.254/token".into();
+        assert_eq!(field(&c), "token_uri");
+        // A patch that leaves the stored key alone validates without it.
+        let mut c = config();
+        c.private_key = None;
+        c.validate_with_stored(&["private_key".to_string()]).unwrap();
         assert!(serde_json::from_value::<BigQueryDestinationConfig>(serde_json::json!({
             "project_id": "p", "dataset_id": "d", "tabel_id": "x"}))
         .is_err());

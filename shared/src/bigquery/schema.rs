@@ -104,23 +104,29 @@ pub fn insert_statement(model: Model, final_table: &str, stage: &str, use_json_t
     )
 }
 
-/// `MERGE` of a persons stage into the final table on `(team_id, distinct_id)`: the stage's rows are first
-/// de-duplicated by key (highest versions first); a matched row takes the stage's `person_id` only where the
-/// stage's `person_distinct_id_version` is higher and its `properties` only where its `person_version` is
-/// higher (so an older change never overwrites a newer one); keys not in the final table are inserted.
+/// `MERGE` of a persons stage into the final table on `(team_id, distinct_id)`, by the persons rule
+/// ([`crate::persons`]): the stage's rows are first de-duplicated by key (newest mapping, then newest person
+/// version, first); a matched row takes the stage's `person_id` only where the stage's
+/// `person_distinct_id_version` is higher; its `properties` and `person_version` come from the stage where the
+/// distinct id moved to the stage's person (versions of different persons are not compared) or where the person
+/// is the same and the stage's `person_version` is higher, else they stay; keys not in the final table are
+/// inserted.
 pub fn merge_statement(final_table: &str, stage: &str, use_json_type: bool) -> String {
     let properties = if use_json_type { "PARSE_JSON(stage.properties)" } else { "stage.properties" };
+    let moved = "(stage.person_distinct_id_version > final.person_distinct_id_version \
+                 AND stage.person_id != final.person_id)";
+    let newer = "(stage.person_id = final.person_id AND stage.person_version > final.person_version)";
     format!(
         "MERGE {final_table} AS final \
          USING (SELECT * FROM {stage} QUALIFY ROW_NUMBER() OVER (PARTITION BY team_id, distinct_id \
-         ORDER BY person_version DESC, person_distinct_id_version DESC) = 1) AS stage \
+         ORDER BY person_distinct_id_version DESC, person_version DESC) = 1) AS stage \
          ON final.team_id = stage.team_id AND final.distinct_id = stage.distinct_id \
          WHEN MATCHED AND (stage.person_version > final.person_version \
          OR stage.person_distinct_id_version > final.person_distinct_id_version) THEN UPDATE SET \
          person_id = IF(stage.person_distinct_id_version > final.person_distinct_id_version, stage.person_id, final.person_id), \
          person_distinct_id_version = GREATEST(stage.person_distinct_id_version, final.person_distinct_id_version), \
-         properties = IF(stage.person_version > final.person_version, {properties}, final.properties), \
-         person_version = GREATEST(stage.person_version, final.person_version) \
+         properties = IF({moved} OR {newer}, {properties}, final.properties), \
+         person_version = IF({moved} OR {newer}, stage.person_version, final.person_version) \
          WHEN NOT MATCHED BY TARGET THEN INSERT \
          (team_id, distinct_id, person_id, properties, person_version, person_distinct_id_version) VALUES \
          (stage.team_id, stage.distinct_id, stage.person_id, {properties}, stage.person_version, stage.person_distinct_id_version)"
@@ -184,7 +190,8 @@ mod tests {
         let merge = merge_statement("`p.d.persons`", "`p.d.stage`", true);
         assert!(merge.starts_with("MERGE `p.d.persons` AS final USING (SELECT * FROM `p.d.stage` QUALIFY"), "{merge}");
         assert!(merge.contains("ON final.team_id = stage.team_id AND final.distinct_id = stage.distinct_id"));
-        assert!(merge.contains("IF(stage.person_version > final.person_version, PARSE_JSON(stage.properties)"));
+        assert!(merge.contains("stage.person_id != final.person_id)"), "{merge}");
+        assert!(merge.contains(", PARSE_JSON(stage.properties), final.properties)"), "{merge}");
         assert!(!merge_statement("f", "s", false).contains("PARSE_JSON"));
     }
 }

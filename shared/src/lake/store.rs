@@ -95,9 +95,10 @@ impl LakeStore {
         Ok(objects)
     }
 
-    /// The start of the earliest hour partition holding data of a team (partition names sort by time), if any.
-    pub async fn earliest_hour(&self, team_id: i64) -> Result<Option<DateTime<Utc>>> {
-        let team_prefix = |lake_prefix: &str| format!("{lake_prefix}events/team_id={team_id}/");
+    /// The start of the earliest hour partition of a table (`events`, `persons`) holding data of a team
+    /// (partition names sort by time), if any.
+    pub async fn earliest_hour(&self, table: &str, team_id: i64) -> Result<Option<DateTime<Utc>>> {
+        let team_prefix = |lake_prefix: &str| format!("{lake_prefix}{table}/team_id={team_id}/");
         let first = match self {
             LakeStore::S3 { client, bucket, prefix } => {
                 let team = team_prefix(prefix);

@@ -9,15 +9,21 @@ use aws_config::SdkConfig;
 use aws_sdk_s3::config::{Credentials, Region};
 
 use crate::config::S3DestinationConfig;
+use crate::network::{guarded_sdk_http_client, EndpointPolicy};
 
 /// The client config for a destination: its region, endpoint (path-style addressing against a custom endpoint
 /// unless `use_virtual_style_addressing`), and its static credentials if the config has them (else the
 /// default chain of `base`). `AWS_ENDPOINT_URL`/`AWS_ENDPOINT_URL_S3` in the environment count as a custom
-/// endpoint, which is how the tests reach the local stack.
-pub fn destination_client_config(base: &SdkConfig, config: &S3DestinationConfig) -> aws_sdk_s3::config::Builder {
+/// endpoint, which is how the tests reach the local stack. A config's own `endpoint_url` is connected to only
+/// where `policy` allows the addresses its host resolves to ([`crate::network`]).
+pub fn destination_client_config(
+    base: &SdkConfig,
+    config: &S3DestinationConfig,
+    policy: EndpointPolicy,
+) -> aws_sdk_s3::config::Builder {
     let mut builder = aws_sdk_s3::config::Builder::from(base).region(Region::new(config.region.clone()));
     if let Some(url) = &config.endpoint_url {
-        builder = builder.endpoint_url(url);
+        builder = builder.endpoint_url(url).http_client(guarded_sdk_http_client(policy));
     }
     let custom_endpoint = config.endpoint_url.is_some() || custom_endpoint_in_env(base);
     builder = builder.force_path_style(custom_endpoint && !config.use_virtual_style_addressing);
@@ -39,7 +45,7 @@ pub fn lake_client(base: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
-/// A client for a destination.
+/// A client for a destination, under the environment's endpoint policy ([`EndpointPolicy::from_env`]).
 pub fn destination_client(base: &SdkConfig, config: &S3DestinationConfig) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(destination_client_config(base, config).build())
+    aws_sdk_s3::Client::from_conf(destination_client_config(base, config, EndpointPolicy::from_env()).build())
 }

@@ -65,7 +65,7 @@ pub async fn advance_backfill(services: &Services, input: AdvanceInput) -> Resul
     let export = services.exports.get(reference.team_id, &reference.export_id).await?;
     if backfill.status == BackfillStatus::Starting {
         let requested = Interval::new(backfill.start_at, backfill.end_at)?;
-        let earliest = services.lake.earliest_hour(reference.team_id).await?;
+        let earliest = services.lake.earliest_hour(export.model.table(), reference.team_id).await?;
         let range = effective_range(&export, requested, earliest);
         let expected = match range {
             Some(range) => count_intervals(&export, range)?,

@@ -5,6 +5,10 @@
 //! execution name made of the export id and the interval end (`{export_id}-{YYYYMMDDTHHMMSSZ}`; Step Functions
 //! names cannot hold the `:` of a timestamp). A repeated firing for the same interval therefore asks for the same
 //! execution, which Step Functions refuses to start twice: the trigger reports it as already started.
+//!
+//! A firing for an export that no longer exists deletes its schedule (the export's delete raced a change that
+//! wrote the schedule back) and starts nothing; a firing for a paused export starts nothing (its schedule is
+//! disabled by the pause, which may not have landed yet).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::{RunRequest, Services};
 use crate::aws_error::classify_sdk_error;
 use crate::error::{ExportError, Result};
+use crate::schedules::delete_schedule;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TriggerOutput {
@@ -19,6 +24,9 @@ pub struct TriggerOutput {
     /// The execution started (or found running with the same input); none when it had already run.
     pub execution_arn: Option<String>,
     pub already_started: bool,
+    /// Why no run was started (the export is paused or gone), when none was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 /// The execution name of an export's run of the interval ending at `end` (at most 80 characters, of the
@@ -40,7 +48,29 @@ pub async fn trigger_run(services: &Services, request: RunRequest) -> Result<Tri
     let scheduled = request
         .scheduled_time
         .ok_or_else(|| ExportError::config("scheduled_time", "a schedule firing carries scheduled_time"))?;
-    let export = services.exports.get(request.team_id, &request.export_id).await?;
+    let export = match services.exports.get(request.team_id, &request.export_id).await {
+        Ok(export) => export,
+        Err(ExportError::NotFound { .. }) => {
+            tracing::warn!(export_id = %request.export_id, "the export is gone: deleting its schedule");
+            delete_schedule(&services.scheduler, &services.schedule_group, &request.export_id).await?;
+            return Ok(TriggerOutput {
+                execution_name: String::new(),
+                execution_arn: None,
+                already_started: false,
+                skipped: Some("the export does not exist".into()),
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    if export.paused {
+        tracing::info!(export_id = %export.id, "the export is paused: no run");
+        return Ok(TriggerOutput {
+            execution_name: String::new(),
+            execution_arn: None,
+            already_started: false,
+            skipped: Some("the export is paused".into()),
+        });
+    }
     let interval = export.interval_scheduled_at(scheduled)?;
     let name = execution_name(&export.id, interval.end);
     let input = RunRequest {
@@ -56,11 +86,16 @@ pub async fn trigger_run(services: &Services, request: RunRequest) -> Result<Tri
     match started {
         Ok(out) => {
             tracing::info!(execution = %name, "run started");
-            Ok(TriggerOutput { execution_name: name, execution_arn: Some(out.execution_arn), already_started: false })
+            Ok(TriggerOutput {
+                execution_name: name,
+                execution_arn: Some(out.execution_arn),
+                already_started: false,
+                skipped: None,
+            })
         }
         Err(e) if e.as_service_error().is_some_and(|s| s.is_execution_already_exists()) => {
             tracing::info!(execution = %name, "run already started");
-            Ok(TriggerOutput { execution_name: name, execution_arn: None, already_started: true })
+            Ok(TriggerOutput { execution_name: name, execution_arn: None, already_started: true, skipped: None })
         }
         Err(e) => Err(classify_sdk_error(e, "StartExecution", state_machine, None)),
     }

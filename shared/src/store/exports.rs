@@ -1,10 +1,14 @@
 //! The exports table: one item per export, keyed by `(team_id, id)`, with the destination's credentials
 //! encrypted ([`crate::secrets`]).
+//!
+//! Every write bumps the item's `version` (1 when created): a replace is conditional on the version it read, so
+//! a patch cannot overwrite a pause (or another patch) that landed between its read and its write, and writers
+//! of the export's schedule can tell whether the item changed after they wrote it ([`crate::schedules::converge`]).
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use std::collections::HashMap;
 
@@ -13,6 +17,34 @@ use crate::aws_error::classify_sdk_error;
 use crate::error::{ExportError, Result};
 use crate::exports::BatchExport;
 use crate::secrets::{without_secrets, SecretBox, ENCRYPTED_SECRETS};
+
+/// An export as its item holds it: the export (without credentials), the item's version, and the sealed
+/// secrets (ciphertexts only) by field.
+#[derive(Debug, Clone)]
+pub struct StoredExport {
+    pub export: BatchExport,
+    pub version: u64,
+    pub sealed: Map<String, Value>,
+}
+
+impl StoredExport {
+    fn from_item(store: &ExportStore, mut item: Value) -> Result<Self> {
+        let version = item.get(VERSION).and_then(Value::as_u64).unwrap_or(0);
+        let sealed = match item.as_object_mut().and_then(|o| o.remove(ENCRYPTED_SECRETS)) {
+            Some(Value::Object(sealed)) => sealed,
+            _ => Map::new(),
+        };
+        Ok(StoredExport { export: store.decode(item)?, version, sealed })
+    }
+
+    /// The secret fields that hold a stored ciphertext.
+    pub fn sealed_fields(&self) -> Vec<String> {
+        self.sealed.keys().cloned().collect()
+    }
+}
+
+/// The attribute that counts an export item's writes.
+const VERSION: &str = "version";
 
 #[derive(Debug, Clone)]
 pub struct ExportStore {
@@ -30,6 +62,11 @@ impl ExportStore {
     /// [`ExportError::NotFound`].
     pub async fn get(&self, team_id: i64, id: &str) -> Result<BatchExport> {
         self.decode(without_secrets(self.item(team_id, id).await?))
+    }
+
+    /// Loads an export as stored: without credentials, with its version and sealed secrets.
+    pub async fn get_stored(&self, team_id: i64, id: &str) -> Result<StoredExport> {
+        StoredExport::from_item(self, self.item(team_id, id).await?)
     }
 
     /// Loads an export with its credentials decrypted (needs `kms:Decrypt` on the key).
@@ -70,7 +107,7 @@ impl ExportStore {
         id: &str,
         reason: &str,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<BatchExport> {
+    ) -> Result<StoredExport> {
         let values = [
             (":paused", AttributeValue::Bool(true)),
             (":reason", AttributeValue::S(reason.to_string())),
@@ -81,7 +118,7 @@ impl ExportStore {
     }
 
     /// Unpauses an export (clearing the pause reason); returns the export as it is now.
-    pub async fn unpause(&self, team_id: i64, id: &str) -> Result<BatchExport> {
+    pub async fn unpause(&self, team_id: i64, id: &str) -> Result<StoredExport> {
         self.update_item(
             team_id,
             id,
@@ -91,29 +128,31 @@ impl ExportStore {
         .await
     }
 
-    /// Updates an existing export's item; returns the export as it is now, without credentials.
+    /// Updates an existing export's item (and bumps its version); returns the export as it is now.
     async fn update_item<const N: usize>(
         &self,
         team_id: i64,
         id: &str,
         expression: &str,
         values: [(&str, AttributeValue); N],
-    ) -> Result<BatchExport> {
+    ) -> Result<StoredExport> {
+        let mut values: HashMap<String, AttributeValue> = values.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        values.insert(":one".into(), AttributeValue::N("1".into()));
         let out = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(team_id, id)))
-            .update_expression(expression)
+            .update_expression(format!("{expression} ADD {VERSION} :one"))
             .condition_expression("attribute_exists(id)")
-            .set_expression_attribute_values(Some(values.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+            .set_expression_attribute_values(Some(values))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await
             .map_err(|e| self.update_error(e, "UpdateItem", id))?;
         let item: Value =
             serde_dynamo::from_item(out.attributes.unwrap_or_default()).map_err(|e| item_error(&self.table, e))?;
-        self.decode(without_secrets(item))
+        StoredExport::from_item(self, item)
     }
 
     /// A team's exports (without credentials), by id.
@@ -150,19 +189,52 @@ impl ExportStore {
         Ok(())
     }
 
-    /// Replaces an export, encrypting the credentials it carries; a secret field it leaves unset keeps the
-    /// stored ciphertext (a patch that does not mention the credentials keeps them, undecrypted).
-    pub async fn update(&self, export: &BatchExport) -> Result<()> {
-        let stored = self.item(export.team_id, &export.id).await?;
+    /// Replaces the export `stored` was read as, encrypting the credentials it carries and keeping the stored
+    /// ciphertexts of the secret fields in `keep` (the ones a patch did not mention); every other stored secret
+    /// is removed. Returns the export as written, or `None` when the item changed since it was read (the caller
+    /// reads and merges again); a deleted export is [`ExportError::NotFound`].
+    pub async fn replace(
+        &self,
+        export: &BatchExport,
+        stored: &StoredExport,
+        keep: &[String],
+    ) -> Result<Option<StoredExport>> {
         let mut sealed = self.secrets.seal(export).await?;
-        if let (Some(Value::Object(old)), Some(Value::Object(new))) =
-            (stored.get(ENCRYPTED_SECRETS), sealed.get_mut(ENCRYPTED_SECRETS))
-        {
-            for (field, cipher) in old {
-                new.entry(field.clone()).or_insert_with(|| cipher.clone());
+        if let Some(Value::Object(new)) = sealed.get_mut(ENCRYPTED_SECRETS) {
+            for field in export.destination.secret_fields() {
+                if let (false, true, Some(cipher)) =
+                    (new.contains_key(*field), keep.iter().any(|k| k == field), stored.sealed.get(*field))
+                {
+                    new.insert(field.to_string(), cipher.clone());
+                }
             }
         }
-        super::put_item(&self.client, &self.table, sealed, Some("attribute_exists(id)")).await
+        let version = stored.version + 1;
+        sealed[VERSION] = Value::from(version);
+        let (condition, current) = match stored.version {
+            0 => ("attribute_exists(id) AND attribute_not_exists(#version)", None),
+            v => ("#version = :version", Some(AttributeValue::N(v.to_string()))),
+        };
+        let item = serde_dynamo::to_item(&sealed).map_err(|e| item_error(&self.table, e))?;
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .expression_attribute_names("#version", VERSION)
+            .set_expression_attribute_values(current.map(|v| HashMap::from([(":version".to_string(), v)])))
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(Some(StoredExport::from_item(self, sealed)?)),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+                // Changed or deleted since it was read: which one?
+                self.get_stored(export.team_id, &export.id).await?;
+                Ok(None)
+            }
+            Err(e) => Err(classify_sdk_error(e, "PutItem", &self.table, None)),
+        }
     }
 
     /// Maps a failed conditional write on an export: a missing export is [`ExportError::NotFound`].
@@ -176,10 +248,12 @@ impl ExportStore {
         classify_sdk_error(e, operation, &self.table, None)
     }
 
-    /// Creates an export, its credentials encrypted; an existing id is refused.
-    pub async fn create(&self, export: &BatchExport) -> Result<()> {
-        let sealed = self.secrets.seal(export).await?;
-        super::put_item(&self.client, &self.table, sealed, Some("attribute_not_exists(id)")).await
+    /// Creates an export (version 1), its credentials encrypted; an existing id is refused.
+    pub async fn create(&self, export: &BatchExport) -> Result<StoredExport> {
+        let mut sealed = self.secrets.seal(export).await?;
+        sealed[VERSION] = Value::from(1);
+        super::put_item(&self.client, &self.table, &sealed, Some("attribute_not_exists(id)")).await?;
+        StoredExport::from_item(self, sealed)
     }
 
     /// Writes an export (creates it, or replaces the item with the same id), its credentials encrypted.

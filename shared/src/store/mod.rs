@@ -17,7 +17,7 @@ mod runs;
 
 pub use self::api_keys::{hash_key, ApiKey, ApiKeyStore};
 pub use self::backfills::BackfillStore;
-pub use self::exports::ExportStore;
+pub use self::exports::{ExportStore, StoredExport};
 pub use self::runs::{Begin, RunPage, RunStore};
 
 use aws_sdk_dynamodb::types::{
