@@ -421,16 +421,32 @@ impl Api {
         path: &str,
         body: Option<String>,
     ) -> (u16, Value) {
+        let body = body.unwrap_or_default().into_bytes();
+        self.send(authorization, method, path, Some("application/json"), body).await
+    }
+
+    /// Sends any request: any `Authorization` and `Content-Type` header (or none), a raw body.
+    pub async fn send(
+        &self,
+        authorization: Option<&str>,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
         let url = format!("{}{path}", self.url);
         let (method, authorization) = (method.to_string(), authorization.map(str::to_string));
+        let content_type = content_type.map(str::to_string);
         tokio::task::spawn_blocking(move || {
             let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-            let request = ureq::http::Request::builder().method(method.as_str()).uri(&url);
-            let request = match &authorization {
-                Some(a) => request.header("Authorization", a),
-                None => request,
-            };
-            let request = request.header("Content-Type", "application/json").body(body.unwrap_or_default()).unwrap();
+            let mut request = ureq::http::Request::builder().method(method.as_str()).uri(&url);
+            if let Some(a) = &authorization {
+                request = request.header("Authorization", a);
+            }
+            if let Some(c) = &content_type {
+                request = request.header("Content-Type", c);
+            }
+            let request = request.body(body).unwrap();
             let mut response = agent.run(request).unwrap_or_else(|e| panic!("{method} {url}: {e}"));
             let status = response.status().as_u16();
             let text = response.body_mut().read_to_string().unwrap();

@@ -287,7 +287,7 @@ pub const MAX_FILE_SIZE_MB: u64 = 5 * 1024 * 1024;
 /// The most event names `include_events` or `exclude_events` may hold.
 pub const MAX_EVENT_NAMES: usize = 1000;
 
-/// The longest name (an export's, an event's), in bytes.
+/// The longest name: an export's in characters, an event's in bytes.
 pub const MAX_NAME_CHARS: usize = 255;
 
 /// The longest secret (a key id, a secret key, a service account's PEM key), in bytes.

@@ -43,7 +43,7 @@ impl EndpointPolicy {
             return Some("is a cloud metadata address");
         }
         if !self.allow_private && !is_global(ip) {
-            return Some(&"is a loopback, private or link-local address (set BATCH_EXPORT_ALLOW_PRIVATE_ENDPOINTS=true to allow private endpoints)");
+            return Some("is a loopback, private or link-local address (set BATCH_EXPORT_ALLOW_PRIVATE_ENDPOINTS=true to allow private endpoints)");
         }
         None
     }

@@ -1,13 +1,16 @@
 //! The management API over real HTTP: requests to the `api` function served by cargo lambda (its function-URL
-//! emulation), with moto behind it (DynamoDB, KMS, EventBridge Scheduler, Step Functions). Every route, every
-//! validation rule's 400, team isolation, and secrets: never in a response, a log line or an execution input.
+//! emulation), with moto behind it (DynamoDB, KMS, EventBridge Scheduler, Step Functions). Every route, team
+//! isolation, and secrets: never in a response, a log line or an execution input (the bad requests are
+//! `bad_requests`'s).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use aws_sdk_scheduler::types::ScheduleState;
+use batch_exports::exports::Destination;
 use batch_exports::runs::{Run, RunStatus};
 use batch_exports::schedules::schedule_name;
-use batch_exports::store::{RunStore, Tables};
+use batch_exports::secrets::SecretBox;
+use batch_exports::store::{ExportStore, RunStore, Tables};
 use batch_exports::Interval;
 use chrono::{DateTime, Duration, Utc};
 use integration_tests::{function_logs, local_stack, Api};
@@ -147,148 +150,6 @@ async fn exports_are_created_changed_paused_and_deleted_with_their_schedules() {
     assert_no_secret("the functions' logs", &function_logs());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_validation_rule_is_a_400_naming_the_field() {
-    let api = Api::new_team(unique_team()).await;
-    let valid = s3_export("valid", "api-exports");
-    let with = |path: &[&str], value: Value| {
-        let mut body = valid.clone();
-        let mut target = &mut body;
-        for key in &path[..path.len() - 1] {
-            target = &mut target[*key];
-        }
-        target[path[path.len() - 1]] = value;
-        body
-    };
-    let without = |key: &str| {
-        let mut body = valid.clone();
-        body.as_object_mut().unwrap().remove(key);
-        body
-    };
-    let config = |key: &str, value: Value| with(&["destination", "config", key], value);
-    let cases: Vec<(&str, Value, &str)> = vec![
-        ("name is required", without("name"), "name"),
-        ("name is not empty", with(&["name"], json!(" ")), "name"),
-        ("destination is required", without("destination"), "destination"),
-        ("interval is required", without("interval"), "interval"),
-        ("unknown top-level key", with(&["colour"], json!("blue")), "colour"),
-        ("unknown config key", config("bucket", json!("x")), "destination.config.bucket"),
-        ("unknown destination type", with(&["destination", "type"], json!("FTP")), "destination.type"),
-        ("interval set", with(&["interval"], json!("month")), "interval"),
-        ("model set", with(&["model"], json!("sessions")), "model"),
-        ("timezone", with(&["timezone"], json!("Mars/Olympus")), "timezone"),
-        ("bucket is required", with(&["destination", "config"], json!({})), "destination.config.bucket_name"),
-        ("bucket name rules", config("bucket_name", json!("No_Such Bucket")), "destination.config.bucket_name"),
-        ("format set", config("file_format", json!("CSV")), "destination.config.file_format"),
-        ("compression set", config("compression", json!("zip")), "destination.config.compression"),
-        (
-            "format/compression pair",
-            with(
-                &["destination", "config"],
-                json!({"bucket_name": "b-b-b", "file_format": "JSONLines", "compression": "lz4"}),
-            ),
-            "destination.config.compression",
-        ),
-        ("key template variables", config("prefix", json!("{year}/{team}/")), "destination.config.prefix"),
-        ("encryption set", config("encryption", json!("rot13")), "destination.config.encryption"),
-        ("aws:kms needs kms_key_id", config("encryption", json!("aws:kms")), "destination.config.kms_key_id"),
-        (
-            "credentials come in pairs",
-            with(&["destination", "config"], json!({"bucket_name": "b-b-b", "aws_access_key_id": "AKIA"})),
-            "destination.config.aws_secret_access_key",
-        ),
-        ("endpoint URL", config("endpoint_url", json!("ftp://host")), "destination.config.endpoint_url"),
-        ("max file size type", config("max_file_size_mb", json!("big")), "destination.config.max_file_size_mb"),
-        ("start_at is tz-aware", with(&["start_at"], json!(naive_in_days(7))), "start_at"),
-        ("end_at is ISO 8601", with(&["end_at"], json!("next tuesday")), "end_at"),
-        ("start_at before end_at", with(&["start_at"], json!(in_days(2))).tap_end(&in_days(1)), "start_at"),
-        ("end_at is ahead", with(&["end_at"], json!(in_days(-1))), "end_at"),
-        ("end_at is ahead, start_at too", with(&["start_at"], json!(in_days(-7))).tap_end(&in_days(-1)), "end_at"),
-    ];
-    for (rule, body, attr) in cases {
-        let (status, error) = api.call("POST", &api.path(""), Some(body)).await;
-        assert_eq!(status, 400, "{rule}: {error}");
-        assert_eq!(error["type"], "validation_error", "{rule}: {error}");
-        assert_eq!(error["attr"], attr, "{rule}: {error}");
-        assert!(!error["detail"].as_str().unwrap_or_default().is_empty(), "{rule}: a reason");
-    }
-    let (status, error) =
-        api.call_as(Some(&format!("Bearer {}", api.key)), "POST", &api.path(""), Some("{".into())).await;
-    assert_eq!((status, error["attr"].as_str()), (400, Some("body")), "malformed JSON: {error}");
-
-    // Patches meet the same rules; backfills and run listings have theirs.
-    let (_, created) = api.call("POST", &api.path(""), Some(valid.clone())).await;
-    let id = created["id"].as_str().unwrap();
-    let future = (Utc::now() + Duration::days(1)).to_rfc3339();
-    let later_cases: Vec<(&str, &str, String, Option<Value>, &str)> = vec![
-        ("patch: unknown key", "PATCH", format!("{id}/"), Some(json!({"paused_by": "me"})), "paused_by"),
-        (
-            "patch: compression pair",
-            "PATCH",
-            format!("{id}/"),
-            Some(json!({"destination": {"config": {"file_format": "JSONLines", "compression": "snappy"}}})),
-            "destination.config.compression",
-        ),
-        ("patch: interval", "PATCH", format!("{id}/"), Some(json!({"interval": "fortnight"})), "interval"),
-        ("patch: paused", "PATCH", format!("{id}/"), Some(json!({"paused": true})), "paused"),
-        ("unpause: unknown key", "POST", format!("{id}/unpause/"), Some(json!({"backfil": true})), "backfil"),
-        (
-            "backfill: start before end",
-            "POST",
-            format!("{id}/backfills/"),
-            Some(json!({"start_at": "2026-01-02T00:00:00Z", "end_at": "2026-01-01T00:00:00Z"})),
-            "start_at",
-        ),
-        (
-            "backfill: end not in the future",
-            "POST",
-            format!("{id}/backfills/"),
-            Some(json!({"start_at": "2026-01-01T00:00:00Z", "end_at": future})),
-            "end_at",
-        ),
-        (
-            "backfill: tz-aware",
-            "POST",
-            format!("{id}/backfills/"),
-            Some(json!({"start_at": "2026-01-01 00:00", "end_at": "2026-01-02T00:00:00Z"})),
-            "start_at",
-        ),
-        ("backfill: unknown key", "POST", format!("{id}/backfills/"), Some(json!({"from": "x"})), "from"),
-        (
-            "backfill: concurrency",
-            "POST",
-            format!("{id}/backfills/"),
-            Some(json!({"start_at": "2026-01-01T00:00:00Z", "end_at": "2026-01-02T00:00:00Z", "concurrency": 0})),
-            "concurrency",
-        ),
-        ("runs: limit", "GET", format!("{id}/runs/?limit=0"), None, "limit"),
-        ("runs: cursor", "GET", format!("{id}/runs/?cursor=yesterday"), None, "cursor"),
-        (
-            "runs: after before before",
-            "GET",
-            format!("{id}/runs/?after=2026-01-02T00:00:00Z&before=2026-01-01T00:00:00Z"),
-            None,
-            "after",
-        ),
-    ];
-    for (rule, method, path, body, attr) in later_cases {
-        let (status, error) = api.call(method, &api.path(&path), body).await;
-        assert_eq!((status, error["attr"].as_str()), (400, Some(attr)), "{rule}: {error}");
-    }
-    let (_, unchanged) = api.call("GET", &api.path(&format!("{id}/")), None).await;
-    assert_eq!(unchanged["interval"], "hour", "a rejected patch changes nothing");
-}
-
-/// Now plus `days` (negative: ago), RFC 3339 UTC.
-fn in_days(days: i64) -> String {
-    (Utc::now() + Duration::days(days)).to_rfc3339()
-}
-
-/// Now plus `days` without a time zone (which the API refuses).
-fn naive_in_days(days: i64) -> String {
-    (Utc::now() + Duration::days(days)).naive_utc().format("%Y-%m-%dT%H:%M:%S").to_string()
-}
-
 /// History is a backfill's job: an export whose `start_at` is a week ago is created as given, with an enabled
 /// schedule that starts now (EventBridge Scheduler refuses a start date in the past), and no run is started for
 /// the week before now.
@@ -321,17 +182,6 @@ async fn an_export_may_start_in_the_past_and_end_only_in_the_future() {
     }
     let (_, unchanged) = api.call("GET", &api.path(&format!("{id}/")), None).await;
     assert_eq!(t(unchanged["end_at"].as_str().unwrap()).timestamp(), in_a_month.timestamp());
-}
-
-trait TapEnd {
-    fn tap_end(self, end: &str) -> Value;
-}
-
-impl TapEnd for Value {
-    fn tap_end(mut self, end: &str) -> Value {
-        self["end_at"] = json!(end);
-        self
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -504,4 +354,66 @@ async fn bigquery_exports_are_configured_over_the_api_with_a_write_only_key() {
         assert_eq!((status, error["attr"].as_str()), (400, Some(attr)), "{rule}: {error}");
     }
     assert!(!function_logs().contains(&marker));
+}
+
+/// The exports table as the functions read it, secrets decrypted on demand.
+async fn export_store() -> ExportStore {
+    let base = local_stack().await;
+    let kms = aws_sdk_kms::Client::new(&base);
+    ExportStore::new(
+        aws_sdk_dynamodb::Client::new(&base),
+        Tables::from_env().exports,
+        SecretBox::from_env(kms).unwrap(),
+    )
+}
+
+/// A patch keeps the stored secrets it does not mention, replaces the ones it sets and removes the ones it sets
+/// to `null`: a BigQuery export is patched without resending its key, and nulling both S3 keys removes their
+/// ciphertexts (the export falls back to the default credential chain).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patches_keep_the_secrets_they_do_not_mention_and_remove_the_ones_they_null() {
+    let api = Api::new_team(unique_team()).await;
+    let store = export_store().await;
+    let key = integration_tests::rsa_key_pem(2048);
+    let body = json!({"name": "to BigQuery", "interval": "hour",
+        "destination": {"type": "BigQuery", "config": {"project_id": "my-project", "dataset_id": "BatchExports",
+            "private_key": key, "private_key_id": "kid-patch-test",
+            "client_email": "exports@my-project.iam.gserviceaccount.com"}}});
+    let (status, created) = api.call("POST", &api.path(""), Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let bq_id = created["id"].as_str().unwrap().to_string();
+    for patch in [
+        json!({"name": "renamed"}),
+        json!({"destination": {"config": {"table_id": "events_v2", "use_json_type": true}}}),
+        json!({"destination": {"type": "BigQuery", "config": {"dataset_id": "Other"}}}),
+    ] {
+        let (status, patched) = api.call("PATCH", &api.path(&format!("{bq_id}/")), Some(patch.clone())).await;
+        assert_eq!(status, 200, "{patch}: {patched}");
+    }
+    let opened = store.get_with_secrets(api.team, &bq_id).await.unwrap();
+    let Destination::BigQuery(config) = opened.destination else { panic!("BigQuery") };
+    assert_eq!((config.table_id.as_str(), config.dataset_id.as_str()), ("events_v2", "Other"));
+    assert_eq!(config.private_key.as_deref(), Some(key.as_str()), "the stored key is kept");
+    assert_eq!(config.private_key_id.as_deref(), Some("kid-patch-test"));
+
+    // S3: one key replaced keeps its pair's other half; both nulled removes both ciphertexts.
+    let (status, created) = api.call("POST", &api.path(""), Some(s3_export("keys", "api-exports"))).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let rotate = json!({"destination": {"config": {"aws_secret_access_key": "rotated-secret"}}});
+    let (status, patched) = api.call("PATCH", &api.path(&format!("{id}/")), Some(rotate)).await;
+    assert_eq!(status, 200, "{patched}");
+    let Destination::S3(config) = store.get_with_secrets(api.team, &id).await.unwrap().destination else { panic!() };
+    assert_eq!(
+        (config.aws_access_key_id.as_deref(), config.aws_secret_access_key.as_deref()),
+        (Some(ACCESS_KEY), Some("rotated-secret"))
+    );
+    let nulled = json!({"destination": {"config": {"aws_access_key_id": null, "aws_secret_access_key": null}}});
+    let (status, patched) = api.call("PATCH", &api.path(&format!("{id}/")), Some(nulled)).await;
+    assert_eq!(status, 200, "{patched}");
+    let stored = store.get_stored(api.team, &id).await.unwrap();
+    assert!(stored.sealed.is_empty(), "no ciphertext is left: {:?}", stored.sealed_fields());
+    let Destination::S3(config) = store.get_with_secrets(api.team, &id).await.unwrap().destination else { panic!() };
+    assert_eq!((config.aws_access_key_id, config.aws_secret_access_key), (None, None));
+    assert_eq!((config.bucket_name.as_str(), config.prefix.as_str()), ("api-exports", "events/{year}/"));
 }

@@ -4,6 +4,7 @@
 
 mod api;
 mod backfills;
+mod bad_requests;
 mod bigquery;
 mod persons;
 mod s3_export;

@@ -472,3 +472,25 @@ async fn ten_failed_runs_pause_the_export_and_disable_its_schedule() {
     assert_eq!(schedule.state(), Some(&aws_sdk_scheduler::types::ScheduleState::Disabled));
     assert_eq!(schedule.schedule_expression(), Some("cron(1 * * * ? *)"), "the rest of the schedule is kept");
 }
+
+/// A `max_file_size_mb` past S3's largest object (the API refuses it; an item written by hand or before that
+/// bound may hold one) fails the run at planning, naming the field, without retries and without a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_max_file_size_past_the_bound_fails_the_run_naming_the_field() {
+    let stack = stack().await;
+    let (team, export_id) = unique_ids();
+    stack.seed(team, 1, 100).await;
+    let destination = new_bucket(&stack.s3, "run-huge-split").await;
+    let mut config = S3DestinationConfig::new(&destination);
+    config.max_file_size_mb = Some(u64::MAX);
+    stack.create_export(team, &export_id, config).await;
+
+    let execution = execute(&format!("{export_id}-1"), team, &export_id).await;
+    assert_eq!(execution.status, "FAILED", "{execution:?}");
+    assert!(execution.retries.is_empty(), "an invalid config is not retried: {:?}", execution.retries);
+    let run = stack.run(&export_id).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    let error = run.latest_error.unwrap();
+    assert!(error.contains("max_file_size_mb"), "{error}");
+    assert!(list_keys(&stack.s3, &destination).await.is_empty());
+}

@@ -489,6 +489,9 @@ mod tests {
         );
         assert_eq!(attr(&format!(r#"{{"name": "n\u0000", {OK}}}"#)), "name");
         assert_eq!(attr(&format!(r#"{{"name": "{}", {OK}}}"#, "n".repeat(256))), "name");
+        let not_utf8 = [b"{\"".as_slice(), &[0xff, 0xfe], b"\": 1}"].concat();
+        let parsed = parse::<CreateExport>(&not_utf8, Shape::EXPORT);
+        assert!(matches!(&parsed, Err(ApiError::Validation { attr, .. }) if attr == "body"), "{parsed:?}");
     }
 
     #[test]

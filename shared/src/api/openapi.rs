@@ -1,6 +1,6 @@
 //! Keeps `openapi.json` (the API's OpenAPI document, at the repository root) true: the routes it lists are the
-//! routes the API serves, its schemas have the fields the API returns, secret fields are write-only, and its
-//! request examples pass the API's validation.
+//! routes the API serves, its schemas have the fields the API returns, secret fields are write-only, its
+//! request examples pass the API's validation, and the limits it states are the ones enforced.
 
 use std::collections::BTreeSet;
 
@@ -101,4 +101,41 @@ fn request_examples_pass_validation() {
         let err = parse::<CreateExport>(&serde_json::to_vec(&without).unwrap(), Shape::EXPORT).unwrap_err();
         assert!(matches!(err, ApiError::Validation { attr, .. } if attr == field.as_str().unwrap()));
     }
+}
+
+#[test]
+fn documented_limits_are_the_enforced_ones() {
+    use crate::config::{MAX_EVENT_NAMES, MAX_FILE_SIZE_MB, MAX_NAME_CHARS, MAX_SECRET_BYTES};
+    let doc = document();
+    let schemas = &doc["components"]["schemas"];
+    for schema in ["ExportCreate", "ExportPatch"] {
+        assert_eq!(schemas[schema]["properties"]["name"]["maxLength"], MAX_NAME_CHARS, "{schema}.name");
+    }
+    let s3 = &schemas["S3Config"]["properties"];
+    assert_eq!(
+        (&s3["max_file_size_mb"]["minimum"], &s3["max_file_size_mb"]["maximum"]),
+        (&1.into(), &MAX_FILE_SIZE_MB.into())
+    );
+    for list in ["include_events", "exclude_events"] {
+        assert_eq!(s3[list]["maxItems"], MAX_EVENT_NAMES, "{list}");
+        assert_eq!(s3[list]["items"]["maxLength"], MAX_NAME_CHARS, "{list}");
+    }
+    for (schema, field) in [
+        ("S3Config", "aws_access_key_id"),
+        ("S3Config", "aws_secret_access_key"),
+        ("BigQueryConfig", "private_key"),
+        ("BigQueryConfig", "private_key_id"),
+    ] {
+        assert_eq!(schemas[schema]["properties"][field]["maxLength"], MAX_SECRET_BYTES, "{schema}.{field}");
+    }
+    let concurrency = &schemas["BackfillCreate"]["properties"]["concurrency"]["maximum"];
+    assert_eq!(concurrency, &Value::from(super::bodies::MAX_BACKFILL_CONCURRENCY));
+    // Each bound is the first value refused: the maximum passes, one more fails, naming the field.
+    let mut config = S3DestinationConfig::new("my-exports");
+    config.max_file_size_mb = Some(MAX_FILE_SIZE_MB);
+    config.validate().unwrap();
+    config.max_file_size_mb = Some(MAX_FILE_SIZE_MB + 1);
+    assert!(config.validate().unwrap_err().to_string().contains("max_file_size_mb"));
+    config.max_file_size_mb = Some(0);
+    assert!(config.validate().unwrap_err().to_string().contains("max_file_size_mb"));
 }

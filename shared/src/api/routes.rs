@@ -49,6 +49,10 @@ pub fn route(method: &str, path: &str) -> Result<(i64, Route), ApiError> {
     let not_found = || ApiError::NotFound(format!("no route for {path}"));
     let ["api", "projects", team, "batch_exports", rest @ ..] = segments.as_slice() else { return Err(not_found()) };
     let team: i64 = team.parse().map_err(|_| not_found())?;
+    // Ids are UUIDs (or names made of them): anything else cannot exist, and must not reach DynamoDB's key rules.
+    if !rest.iter().all(|segment| is_id_like(segment)) {
+        return Err(not_found());
+    }
     if let Some(route) = match_route(method, rest) {
         return Ok((team, route));
     }
@@ -57,6 +61,14 @@ pub fn route(method: &str, path: &str) -> Result<(i64, Route), ApiError> {
         return Err(ApiError::MethodNotAllowed(method.to_string()));
     }
     Err(not_found())
+}
+
+/// The longest path segment served (ids are 36-character UUIDs; run ids and execution names are longer).
+const MAX_SEGMENT: usize = 128;
+
+fn is_id_like(segment: &str) -> bool {
+    (1..=MAX_SEGMENT).contains(&segment.len())
+        && segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 /// The route of a method and the path segments after `batch_exports`.
@@ -106,5 +118,9 @@ mod tests {
         assert_eq!(route("GET", "/api/projects/x/batch_exports/").unwrap_err().status(), 404);
         assert_eq!(route("PUT", "/api/projects/7/batch_exports/e/").unwrap_err().status(), 405);
         assert_eq!(route("GET", "/api/projects/7/batch_exports/e/pause/").unwrap_err().status(), 405);
+        // Ids that cannot exist never reach the tables.
+        let long = format!("/api/projects/7/batch_exports/{}/", "x".repeat(129));
+        assert_eq!(route("GET", &long).unwrap_err().status(), 404);
+        assert_eq!(route("GET", "/api/projects/7/batch_exports/e%00x/").unwrap_err().status(), 404);
     }
 }

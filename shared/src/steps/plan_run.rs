@@ -34,7 +34,8 @@ pub async fn plan_run(services: &Services, run: RunRef) -> Result<PlanOutput> {
     // Without a file size limit the reference writes one file per run, so the run is one chunk; a BigQuery run
     // is one chunk, loaded in load jobs of bounded size.
     let limits = match &export.destination {
-        Destination::S3(config) => config.max_file_size_bytes().map(|_| services.chunks),
+        // The config is checked before any reading: a stored item the API would refuse fails the run here.
+        Destination::S3(_) => export.s3_config()?.max_file_size_bytes().map(|_| services.chunks),
         Destination::BigQuery(_) => None,
     };
     let chunks = plan_chunks(&services.lake, &super::row_filter(&run, &export), &services.engine, limits).await?;
