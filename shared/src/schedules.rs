@@ -160,40 +160,53 @@ impl Schedules {
         let ended = export.end_at.is_some() && end.is_none();
         let state = if export.paused || ended { ScheduleState::Disabled } else { ScheduleState::Enabled };
         let (start, end) = (start.map(smithy_time), end.map(smithy_time));
-        let created = self
-            .client
-            .create_schedule()
-            .name(&name)
-            .group_name(&self.settings.group)
-            .schedule_expression(&expression)
-            .schedule_expression_timezone(&timezone)
-            .set_start_date(start)
-            .set_end_date(end)
-            .flexible_time_window(window.clone())
-            .target(target.clone())
-            .state(state.clone())
-            .send()
-            .await;
-        match created {
-            Ok(_) => return Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conflict_exception()) => {}
-            Err(e) => return Err(classify_sdk_error(e, "CreateSchedule", &name, None)),
+        // Create, or update the one that exists; one deleted between the two (a racing delete of the export) is
+        // created again, and the caller's re-read of the item ([`converge`]) then finds the export gone.
+        for _ in 0..PUT_ATTEMPTS {
+            let created = self
+                .client
+                .create_schedule()
+                .name(&name)
+                .group_name(&self.settings.group)
+                .schedule_expression(&expression)
+                .schedule_expression_timezone(&timezone)
+                .set_start_date(start)
+                .set_end_date(end)
+                .flexible_time_window(window.clone())
+                .target(target.clone())
+                .state(state.clone())
+                .send()
+                .await;
+            match created {
+                Ok(_) => return Ok(()),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_conflict_exception()) => {}
+                Err(e) => return Err(classify_sdk_error(e, "CreateSchedule", &name, None)),
+            }
+            let updated = self
+                .client
+                .update_schedule()
+                .name(&name)
+                .group_name(&self.settings.group)
+                .schedule_expression(&expression)
+                .schedule_expression_timezone(&timezone)
+                .set_start_date(start)
+                .set_end_date(end)
+                .flexible_time_window(window.clone())
+                .target(target.clone())
+                .state(state.clone())
+                .send()
+                .await;
+            match updated {
+                Ok(_) => return Ok(()),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {}
+                Err(e) => return Err(classify_sdk_error(e, "UpdateSchedule", &name, None)),
+            }
         }
-        self.client
-            .update_schedule()
-            .name(&name)
-            .group_name(&self.settings.group)
-            .schedule_expression(&expression)
-            .schedule_expression_timezone(&timezone)
-            .set_start_date(start)
-            .set_end_date(end)
-            .flexible_time_window(window)
-            .target(target)
-            .state(state)
-            .send()
-            .await
-            .map_err(|e| classify_sdk_error(e, "UpdateSchedule", &name, None))?;
-        Ok(())
+        Err(ExportError::Transient {
+            operation: "CreateSchedule",
+            resource: name,
+            message: format!("the schedule was created and deleted by others {PUT_ATTEMPTS} times"),
+        })
     }
 
     /// Enables or disables the export's schedule, keeping the rest of it (pause and unpause). A missing
@@ -207,6 +220,9 @@ impl Schedules {
         delete_schedule(&self.client, &self.settings.group, export_id).await
     }
 }
+
+/// How many times a schedule put tries create-then-update while others create and delete it (503 after).
+const PUT_ATTEMPTS: usize = 3;
 
 /// How many times a schedule is written again because its export changed meanwhile, before giving up (503).
 const CONVERGE_ATTEMPTS: usize = 8;
@@ -272,7 +288,7 @@ pub async fn set_schedule_enabled(
         Err(e) => return Err(classify_sdk_error(e, "GetSchedule", &name, None)),
     };
     let state = if enabled { ScheduleState::Enabled } else { ScheduleState::Disabled };
-    client
+    let updated = client
         .update_schedule()
         .name(&name)
         .group_name(group)
@@ -284,9 +300,12 @@ pub async fn set_schedule_enabled(
         .set_target(current.target)
         .state(state)
         .send()
-        .await
-        .map_err(|e| classify_sdk_error(e, "UpdateSchedule", &name, None))?;
-    Ok(())
+        .await;
+    match updated {
+        // Deleted since it was read (a racing delete of the export): nothing left to enable or disable.
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),
+        other => other.map(|_| ()).map_err(|e| classify_sdk_error(e, "UpdateSchedule", &name, None)),
+    }
 }
 
 #[cfg(test)]

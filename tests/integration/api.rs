@@ -417,3 +417,33 @@ async fn patches_keep_the_secrets_they_do_not_mention_and_remove_the_ones_they_n
     assert_eq!((config.aws_access_key_id, config.aws_secret_access_key), (None, None));
     assert_eq!((config.bucket_name.as_str(), config.prefix.as_str()), ("api-exports", "events/{year}/"));
 }
+
+/// A PATCH racing a DELETE of the same export answers 200 (it landed first) or 404 (the export was gone), never
+/// a 5xx; either way the export and its schedule end deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_racing_a_delete_is_a_200_or_a_404() {
+    let api = Api::new_team(unique_team()).await;
+    let (scheduler, group) = schedules().await;
+    let mut answers = std::collections::BTreeMap::new();
+    for round in 0..20 {
+        let (status, created) = api.call("POST", &api.path(""), Some(s3_export("racing", "api-exports"))).await;
+        assert_eq!(status, 201, "{created}");
+        let path = api.path(&format!("{}/", created["id"].as_str().unwrap()));
+        let patch = json!({"name": format!("round {round}"), "interval": "day"});
+        // The DELETE leaves a little later each round, so that it lands before, during and after the PATCH.
+        let delete = async {
+            tokio::time::sleep(std::time::Duration::from_millis(round * 3)).await;
+            api.call("DELETE", &path, None).await
+        };
+        let ((patched, body), (deleted, _)) = tokio::join!(api.call("PATCH", &path, Some(patch)), delete);
+        assert!(matches!(patched, 200 | 404), "round {round}: PATCH answered {patched} {body}");
+        assert_eq!(deleted, 204, "round {round}");
+        *answers.entry(patched).or_insert(0) += 1;
+        let (status, _) = api.call("GET", &path, None).await;
+        assert_eq!(status, 404, "round {round}: the export is deleted");
+        let id = created["id"].as_str().unwrap();
+        let schedule = scheduler.get_schedule().name(schedule_name(id)).group_name(&group).send().await;
+        assert!(schedule.is_err(), "round {round}: a schedule is left for the deleted export");
+    }
+    println!("PATCH answers over 20 races with DELETE: {answers:?}");
+}
