@@ -179,6 +179,20 @@ impl reqwest::dns::Resolve for GuardedResolver {
     }
 }
 
+/// The refusal of a [`GuardedResolver`] in an error's chain (a connection the policy did not allow), if any.
+pub fn policy_refusal(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::PermissionDenied {
+                return Some(io.to_string());
+            }
+        }
+        current = e.source();
+    }
+    None
+}
+
 /// An HTTP client for the AWS SDK whose connections go only where the policy allows.
 pub fn guarded_sdk_http_client(policy: EndpointPolicy) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     aws_smithy_http_client::Builder::new()

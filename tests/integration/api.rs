@@ -447,3 +447,87 @@ async fn a_patch_racing_a_delete_is_a_200_or_a_404() {
     }
     println!("PATCH answers over 20 races with DELETE: {answers:?}");
 }
+
+/// The `api` function served once more with private endpoints not allowed (as `template.yaml` deploys it),
+/// behind a second `cargo lambda watch` on a free port (cargo lambda serves only the project's binary names);
+/// both stopped when dropped.
+struct StrictApi {
+    children: Vec<std::process::Child>,
+    url: String,
+}
+
+impl StrictApi {
+    fn start() -> StrictApi {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{root}/target"));
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let quiet = || std::process::Stdio::null();
+        let watch = std::process::Command::new(format!("{root}/.local/venv/bin/cargo-lambda"))
+            .args(["lambda", "watch", "--only-lambda-apis", "--ignore-changes", "-A", "127.0.0.1", "-P"])
+            .arg(port.to_string())
+            .current_dir(root)
+            .stdout(quiet())
+            .stderr(quiet())
+            .spawn()
+            .expect("cargo lambda (installed by scripts/test.sh)");
+        let mut strict = StrictApi { children: vec![watch], url: format!("http://127.0.0.1:{port}/lambda-url/api") };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "cargo lambda watch did not listen on {port}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let api = std::process::Command::new(format!("{target}/debug/api"))
+            .env("AWS_LAMBDA_FUNCTION_NAME", "api")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1769")
+            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt/api"))
+            .env("BATCH_EXPORT_ALLOW_PRIVATE_ENDPOINTS", "false")
+            .stdout(quiet())
+            .stderr(quiet())
+            .spawn()
+            .expect("the api binary (cargo build --workspace --bins)");
+        strict.children.push(api);
+        strict
+    }
+}
+
+impl Drop for StrictApi {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// SSRF at the API: with private endpoints not allowed (the deployed setting), an `endpoint_url` or `token_uri`
+/// at a metadata, loopback or private address is a 400 naming the field; a public one is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_private_endpoints_off_the_api_refuses_private_and_metadata_addresses() {
+    let strict = StrictApi::start();
+    let api = Api { url: strict.url.clone(), ..Api::new_team(unique_team()).await };
+    let key = integration_tests::rsa_key_pem(2048);
+    let bigquery = |token_uri: String| {
+        json!({"name": "bq", "interval": "hour", "destination": {"type": "BigQuery", "config": {
+            "project_id": "my-project", "dataset_id": "exports", "private_key": key, "private_key_id": "k",
+            "client_email": "exports@my-project.iam.gserviceaccount.com", "token_uri": token_uri}}})
+    };
+    let s3 = |endpoint: String| {
+        let mut body = s3_export("s3", "api-exports");
+        body["destination"]["config"]["endpoint_url"] = json!(endpoint);
+        body
+    };
+    for host in ["169.254.169.254", "[::ffff:169.254.169.254]", "127.0.0.1", "10.0.0.1", "[::1]", "localhost"] {
+        let (status, error) = api.call("POST", &api.path(""), Some(s3(format!("http://{host}:9000/")))).await;
+        let attr = error["attr"].as_str();
+        assert_eq!((status, attr), (400, Some("destination.config.endpoint_url")), "{host}: {error}");
+        let (status, error) = api.call("POST", &api.path(""), Some(bigquery(format!("https://{host}/token")))).await;
+        let attr = error["attr"].as_str();
+        assert_eq!((status, attr), (400, Some("destination.config.token_uri")), "{host}: {error}");
+    }
+    let (status, created) = api.call("POST", &api.path(""), Some(s3("https://minio.example.com".into()))).await;
+    assert_eq!(status, 201, "a public endpoint is accepted: {created}");
+    let (status, created) =
+        api.call("POST", &api.path(""), Some(bigquery("https://oauth2.example.com/token".into()))).await;
+    assert_eq!(status, 201, "a public token endpoint is accepted: {created}");
+}

@@ -12,6 +12,7 @@ use batch_exports::bigquery::{
     load_events, load_persons, BigQuery, BigQueryDestinationConfig, LoadTarget, TokenSource,
 };
 use batch_exports::exports::{BatchExport, Destination, ExportInterval};
+use batch_exports::network::{guarded_reqwest_client, EndpointPolicy};
 use batch_exports::persons::PersonRow;
 use batch_exports::runs::RunStatus;
 use batch_exports::secrets::SecretBox;
@@ -19,7 +20,7 @@ use batch_exports::store::{ExportStore, RunStore, Tables};
 use batch_exports::synthetic::SyntheticEvents;
 use batch_exports::{ExportError, Interval};
 use chrono::{Duration, Utc};
-use integration_tests::{execute_machine, public_key_pem, rsa_key_pem};
+use integration_tests::{execute_machine, public_key_pem, rsa_key_pem, Api};
 use serde_json::{json, Value};
 
 /// The token endpoint and authenticating front, stopped when dropped.
@@ -32,11 +33,15 @@ struct TokenStub {
 
 impl TokenStub {
     fn start() -> TokenStub {
+        TokenStub::start_with(rsa_key_pem(2048))
+    }
+
+    /// A stub that accepts the JWTs signed by `key` (a PEM private key).
+    fn start_with(key: String) -> TokenStub {
         let emulator = std::env::var("BATCH_EXPORT_BIGQUERY_EMULATOR")
             .expect("BATCH_EXPORT_BIGQUERY_EMULATOR is not set: run the tests with scripts/test.sh");
         let python = std::env::var("BATCH_EXPORT_BQ_PYTHON").unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let key = rsa_key_pem(2048);
         let public = dir.path().join("public.pem");
         std::fs::write(&public, public_key_pem(&key)).unwrap();
         let mut child = Command::new(python)
@@ -455,4 +460,76 @@ async fn events_runs_go_through_the_state_machine_to_bigquery_and_a_refused_one_
 fn assert_no_key(stub: &TokenStub, history: &str) {
     let body = stub.key.lines().nth(1).unwrap();
     assert!(!history.contains(body), "the private key is in the execution history");
+}
+
+/// Secrets of any legitimate size: an RSA-8192 service-account key (over 6 KB of PEM, past the 4 KB KMS
+/// `Encrypt` takes) is accepted by the API, stored sealed (no plaintext in the item), never returned, and
+/// opened by the BigQuery steps, which sign with it and load the run into the emulator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_service_account_key_round_trips_through_the_api_and_a_run() {
+    let key = rsa_key_pem(8192);
+    assert!(key.len() > 4096, "an RSA-8192 key's PEM is {} bytes", key.len());
+    let stub = TokenStub::start_with(key.clone());
+    let emulator = Emulator::new();
+    let dataset = emulator.create_dataset().await;
+    let team = Utc::now().timestamp_millis() % 1_000_000_000 * 100 + 96;
+    let api = Api::new_team(team).await;
+    let body = json!({"name": "RSA-8192 key", "interval": "hour", "destination": {"type": "BigQuery", "config": {
+        "project_id": "test-proj", "dataset_id": dataset, "table_id": "events", "private_key": key,
+        "private_key_id": "key-8192", "client_email": "exports@test-proj.iam.gserviceaccount.com",
+        "token_uri": format!("{}/token", stub.url)}}});
+    let (status, created) = api.call("POST", &api.path(""), Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let (_, got) = api.call("GET", &api.path(&format!("{id}/")), None).await;
+    assert_no_key(&stub, &format!("{created}{got}"));
+    assert!(got["destination"]["config"].get("private_key").is_none(), "{got}");
+
+    let base = integration_tests::local_stack().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&base);
+    let item = dynamodb
+        .get_item()
+        .table_name(Tables::from_env().exports)
+        .key("team_id", aws_sdk_dynamodb::types::AttributeValue::N(team.to_string()))
+        .key("id", aws_sdk_dynamodb::types::AttributeValue::S(id.clone()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_no_key(&stub, &format!("{item:?}"));
+    assert!(!format!("{item:?}").contains("key-8192"), "the key id is sealed too");
+
+    let interval = hour();
+    let s3 = integration_tests::s3(&base);
+    let mut lake = integration_tests::Lake::new(&s3, &std::env::var("BATCH_EXPORT_LAKE_BUCKET").unwrap());
+    let rows = SyntheticEvents::new(11, team).events_between(interval.start, Duration::hours(1), 300);
+    lake.add(team, interval.start, "events.jsonl", rows).await;
+    let expected = lake.expected(team, &interval, |_| true);
+    let input = json!({"team_id": team, "export_id": id, "data_interval_start": interval.start,
+                       "data_interval_end": interval.end});
+    let execution = execute_machine("export", &id, input).await;
+    assert_eq!(execution.status, "SUCCEEDED", "{:?} {:?}", execution.error, execution.retries);
+    assert_no_key(&stub, &execution.history);
+    let got = emulator.query(&format!("SELECT COUNT(DISTINCT uuid) FROM `test-proj.{dataset}.events`")).await;
+    assert_eq!(got[0], [json!(expected.len().to_string())]);
+}
+
+/// SSRF at connect time: a token endpoint whose name resolves to a loopback address is refused when the
+/// function connects (the API refuses such addresses written as literals; a name is only known by resolving it),
+/// without retry and naming the host; with private endpoints allowed (the local stack's setting) it is reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_endpoint_resolving_to_a_private_address_is_refused_when_connecting() {
+    let stub = TokenStub::start();
+    let port = stub.url.rsplit(':').next().unwrap().to_string();
+    let mut config = stub.config("any", "exports@test-proj.iam.gserviceaccount.com", false);
+    config.token_uri = format!("http://localhost:{port}/token");
+    let strict = guarded_reqwest_client(EndpointPolicy { allow_private: false });
+    let error = TokenSource::new(strict, &config).unwrap().token().await.unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    assert!(error.to_string().contains("`localhost` resolves to 127.0.0.1"), "{error}");
+
+    config.token_uri = format!("{}/token", stub.url);
+    let allowed = guarded_reqwest_client(EndpointPolicy { allow_private: true });
+    assert!(TokenSource::new(allowed, &config).unwrap().token().await.unwrap().starts_with("ya29."));
 }

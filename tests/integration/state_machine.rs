@@ -15,8 +15,8 @@ use batch_exports::synthetic::SyntheticEvents;
 use batch_exports::{Interval, S3DestinationConfig};
 use chrono::{DateTime, Duration, Utc};
 use integration_tests::{
-    assert_files_hold, execute_machine, function_logs, get_bytes, list_keys, local_stack, new_bucket, s3, Execution,
-    ExportedRow, FaultProxy, Lake,
+    assert_files_hold, execute_machine, function_logs, get_bytes, list_keys, local_stack, new_bucket, s3, Api,
+    Execution, ExportedRow, FaultProxy, Lake,
 };
 use serde_json::{json, Value};
 
@@ -493,4 +493,49 @@ async fn a_stored_max_file_size_past_the_bound_fails_the_run_naming_the_field() 
     let error = run.latest_error.unwrap();
     assert!(error.contains("max_file_size_mb"), "{error}");
     assert!(list_keys(&stack.s3, &destination).await.is_empty());
+}
+
+/// Secrets of any legitimate size: a 4,097-byte `aws_secret_access_key` (one byte past what KMS `Encrypt` takes)
+/// is accepted by the API, stored sealed and never returned, and opened by the run's steps, which sign their S3
+/// requests with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_s3_secret_round_trips_through_the_api_and_a_run() {
+    let stack = stack().await;
+    let (team, _) = unique_ids();
+    let api = Api::new_team(team).await;
+    let lake = stack.seed(team, 1, 500).await;
+    let destination = new_bucket(&stack.s3, "run-big-secret").await;
+    let secret = format!("{team}-{}", "s".repeat(4097)).chars().take(4097).collect::<String>();
+    let body = json!({"name": "big secret", "interval": "hour", "destination": {"type": "S3", "config": {
+        "bucket_name": destination, "aws_access_key_id": format!("AKIDBIG{team}"), "aws_secret_access_key": secret}}});
+    let (status, created) = api.call("POST", &api.path(""), Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let (_, got) = api.call("GET", &api.path(&format!("{id}/")), None).await;
+    let marker = &secret[..64];
+    assert!(!format!("{created}{got}").contains(marker), "the API returned the secret");
+    let item = stack
+        .dynamodb
+        .get_item()
+        .table_name(Tables::from_env().exports)
+        .key("team_id", aws_sdk_dynamodb::types::AttributeValue::N(team.to_string()))
+        .key("id", aws_sdk_dynamodb::types::AttributeValue::S(id.clone()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert!(!format!("{item:?}").contains(marker), "the item holds the secret in plain text");
+    let Destination::S3(opened) = stack.exports.get_with_secrets(team, &id).await.unwrap().destination else {
+        panic!("S3")
+    };
+    assert_eq!(opened.aws_secret_access_key.as_deref(), Some(secret.as_str()));
+
+    let execution = execute(&format!("{id}-1"), team, &id).await;
+    assert_eq!(execution.status, "SUCCEEDED", "{execution:?}");
+    assert!(!execution.history.contains(marker), "the secret is in the execution history");
+    let run = stack.run(&id).await;
+    assert_eq!(run.status, RunStatus::Completed);
+    let keys: Vec<&str> = run.files.iter().map(String::as_str).collect();
+    assert_files_hold(&stack.s3, &destination, &keys, &opened, &expected(&lake, team)).await;
 }

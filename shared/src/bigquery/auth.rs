@@ -97,10 +97,14 @@ impl TokenSource {
             .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)])
             .send()
             .await
-            .map_err(|e| ExportError::Transient {
-                operation: "token exchange",
-                resource: self.token_uri.clone(),
-                message: e.to_string(),
+            .map_err(|e| match crate::network::policy_refusal(&e) {
+                // A token endpoint the policy refuses stays refused: not retried, naming the host.
+                Some(message) => ExportError::EndpointUnreachable { endpoint: self.token_uri.clone(), message },
+                None => ExportError::Transient {
+                    operation: "token exchange",
+                    resource: self.token_uri.clone(),
+                    message: e.to_string(),
+                },
             })?;
         let status = response.status();
         let body = response.text().await.unwrap_or_default();

@@ -18,6 +18,7 @@ use crate::error::{ExportError, Result};
 use crate::export::ExportOutcome;
 use crate::lake::read_rows;
 use crate::model::Model;
+use crate::network::{guarded_reqwest_client, EndpointPolicy};
 use crate::persons::read_persons;
 use crate::runs::RunRef;
 
@@ -41,7 +42,8 @@ const BATCH: usize = 8192;
 
 fn client(config: &BigQueryDestinationConfig) -> Result<BigQuery> {
     let http = reqwest::Client::new();
-    let tokens = TokenSource::new(http.clone(), config)?;
+    // The token endpoint is the user's (`token_uri`): it connects only where the endpoint policy allows.
+    let tokens = TokenSource::new(guarded_reqwest_client(EndpointPolicy::from_env()), config)?;
     Ok(BigQuery::new(http, &BigQuery::endpoint_from_env(), &config.project_id, tokens))
 }
 
