@@ -458,3 +458,21 @@ impl Api {
         .unwrap()
     }
 }
+
+/// An export's item exactly as the exports table holds it (what a leak of plaintext secrets would show in).
+pub async fn raw_export_item(
+    team: i64,
+    id: &str,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    aws_sdk_dynamodb::Client::new(&local_stack().await)
+        .get_item()
+        .table_name(batch_exports::store::Tables::from_env().exports)
+        .key("team_id", AttributeValue::N(team.to_string()))
+        .key("id", AttributeValue::S(id.to_string()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the export item")
+}

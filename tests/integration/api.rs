@@ -13,7 +13,7 @@ use batch_exports::secrets::SecretBox;
 use batch_exports::store::{ExportStore, RunStore, Tables};
 use batch_exports::Interval;
 use chrono::{DateTime, Duration, Utc};
-use integration_tests::{function_logs, local_stack, Api};
+use integration_tests::{function_logs, local_stack, raw_export_item, Api};
 use serde_json::{json, Value};
 
 static NEXT: AtomicI64 = AtomicI64::new(0);
@@ -103,17 +103,7 @@ async fn exports_are_created_changed_paused_and_deleted_with_their_schedules() {
     assert_eq!(schedule.schedule_expression_timezone(), Some("Europe/Berlin"));
 
     // The stored item holds the credentials encrypted only, both still there after the patch.
-    let base = local_stack().await;
-    let item = aws_sdk_dynamodb::Client::new(&base)
-        .get_item()
-        .table_name(Tables::from_env().exports)
-        .key("team_id", aws_sdk_dynamodb::types::AttributeValue::N(api.team.to_string()))
-        .key("id", aws_sdk_dynamodb::types::AttributeValue::S(id.clone()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = raw_export_item(api.team, &id).await;
     assert_no_secret("the stored item", &format!("{item:?}"));
     let sealed = item["encrypted_secrets"].as_m().unwrap();
     assert!(sealed.contains_key("aws_access_key_id") && sealed.contains_key("aws_secret_access_key"));

@@ -485,23 +485,12 @@ async fn a_large_service_account_key_round_trips_through_the_api_and_a_run() {
     assert_no_key(&stub, &format!("{created}{got}"));
     assert!(got["destination"]["config"].get("private_key").is_none(), "{got}");
 
-    let base = integration_tests::local_stack().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&base);
-    let item = dynamodb
-        .get_item()
-        .table_name(Tables::from_env().exports)
-        .key("team_id", aws_sdk_dynamodb::types::AttributeValue::N(team.to_string()))
-        .key("id", aws_sdk_dynamodb::types::AttributeValue::S(id.clone()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = integration_tests::raw_export_item(team, &id).await;
     assert_no_key(&stub, &format!("{item:?}"));
     assert!(!format!("{item:?}").contains("key-8192"), "the key id is sealed too");
 
     let interval = hour();
-    let s3 = integration_tests::s3(&base);
+    let s3 = integration_tests::s3(&integration_tests::local_stack().await);
     let mut lake = integration_tests::Lake::new(&s3, &std::env::var("BATCH_EXPORT_LAKE_BUCKET").unwrap());
     let rows = SyntheticEvents::new(11, team).events_between(interval.start, Duration::hours(1), 300);
     lake.add(team, interval.start, "events.jsonl", rows).await;

@@ -15,8 +15,8 @@ use batch_exports::synthetic::SyntheticEvents;
 use batch_exports::{Interval, S3DestinationConfig};
 use chrono::{DateTime, Duration, Utc};
 use integration_tests::{
-    assert_files_hold, execute_machine, function_logs, get_bytes, list_keys, local_stack, new_bucket, s3, Api,
-    Execution, ExportedRow, FaultProxy, Lake,
+    assert_files_hold, execute_machine, function_logs, get_bytes, list_keys, local_stack, new_bucket, raw_export_item,
+    s3, Api, Execution, ExportedRow, FaultProxy, Lake,
 };
 use serde_json::{json, Value};
 
@@ -37,7 +37,6 @@ fn unique_ids() -> (i64, String) {
 
 struct Stack {
     s3: aws_sdk_s3::Client,
-    dynamodb: aws_sdk_dynamodb::Client,
     exports: ExportStore,
     runs: RunStore,
 }
@@ -52,7 +51,6 @@ async fn stack() -> Stack {
     let tables = Tables::from_env();
     Stack {
         s3: s3(&base),
-        dynamodb: dynamodb.clone(),
         exports: ExportStore::new(
             dynamodb.clone(),
             tables.exports,
@@ -137,18 +135,7 @@ async fn a_run_exports_200k_events_of_one_hour() {
     config.aws_secret_access_key = Some(secret.clone());
     stack.create_export(team, &export_id, config.clone()).await;
     // At rest the credentials are KMS ciphertexts; only `get_with_secrets` decrypts them.
-    let raw = stack
-        .dynamodb
-        .get_item()
-        .table_name(Tables::from_env().exports)
-        .key("team_id", aws_sdk_dynamodb::types::AttributeValue::N(team.to_string()))
-        .key("id", aws_sdk_dynamodb::types::AttributeValue::S(export_id.clone()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .expect("the export item");
-    let raw = format!("{raw:?}");
+    let raw = format!("{:?}", raw_export_item(team, &export_id).await);
     assert!(raw.contains("encrypted_secrets") && !raw.contains(&key_id) && !raw.contains(&secret), "{raw}");
     let Destination::S3(stored) = stack.exports.get(team, &export_id).await.unwrap().destination else { panic!("S3") };
     assert_eq!((stored.aws_access_key_id, stored.aws_secret_access_key), (None, None));
@@ -514,17 +501,7 @@ async fn a_large_s3_secret_round_trips_through_the_api_and_a_run() {
     let (_, got) = api.call("GET", &api.path(&format!("{id}/")), None).await;
     let marker = &secret[..64];
     assert!(!format!("{created}{got}").contains(marker), "the API returned the secret");
-    let item = stack
-        .dynamodb
-        .get_item()
-        .table_name(Tables::from_env().exports)
-        .key("team_id", aws_sdk_dynamodb::types::AttributeValue::N(team.to_string()))
-        .key("id", aws_sdk_dynamodb::types::AttributeValue::S(id.clone()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = raw_export_item(team, &id).await;
     assert!(!format!("{item:?}").contains(marker), "the item holds the secret in plain text");
     let Destination::S3(opened) = stack.exports.get_with_secrets(team, &id).await.unwrap().destination else {
         panic!("S3")
