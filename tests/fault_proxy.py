@@ -1,4 +1,4 @@
-"""A fault-injecting HTTP proxy for the tests, standing between an export and the local S3 endpoint.
+"""A fault-injecting HTTP proxy for the tests, standing between a client and the local AWS endpoint (moto).
 
     python3 fault_proxy.py UPSTREAM_PORT METHOD PATH_SUBSTRING COUNT [DELAY_SECONDS]
 

@@ -37,18 +37,28 @@ pub struct ScheduleSettings {
 impl ScheduleSettings {
     pub fn from_env() -> Result<Self> {
         let required = |name: &str| std::env::var(name).map_err(|_| ExportError::config(name, "is not set"));
-        let settings = ScheduleSettings {
-            group: std::env::var("BATCH_EXPORT_SCHEDULE_GROUP").unwrap_or_else(|_| "batch-exports".into()),
+        Ok(ScheduleSettings {
+            group: group_from_env(),
             target_arn: required("BATCH_EXPORT_SCHEDULE_TARGET_ARN")?,
             role_arn: required("BATCH_EXPORT_SCHEDULER_ROLE_ARN")?,
-            delay_minutes: env_number("BATCH_EXPORT_SCHEDULE_DELAY_MINUTES", 1)? as u32,
-        };
-        if settings.delay_minutes > 4 {
-            // A larger delay would run into the next 5-minute interval.
-            return Err(ExportError::config("BATCH_EXPORT_SCHEDULE_DELAY_MINUTES", "must be at most 4"));
-        }
-        Ok(settings)
+            delay_minutes: delay_minutes_from_env()?,
+        })
     }
+}
+
+/// `BATCH_EXPORT_SCHEDULE_GROUP` (default `batch-exports`).
+fn group_from_env() -> String {
+    std::env::var("BATCH_EXPORT_SCHEDULE_GROUP").unwrap_or_else(|_| "batch-exports".into())
+}
+
+/// `BATCH_EXPORT_SCHEDULE_DELAY_MINUTES` (default 1, at most 4).
+fn delay_minutes_from_env() -> Result<u32> {
+    let delay = env_number("BATCH_EXPORT_SCHEDULE_DELAY_MINUTES", 1)?;
+    if delay > 4 {
+        // A larger delay would run into the next 5-minute interval.
+        return Err(ExportError::config("BATCH_EXPORT_SCHEDULE_DELAY_MINUTES", "must be at most 4"));
+    }
+    Ok(delay as u32)
 }
 
 /// A schedule's name: `batch-export-{export id}`.
@@ -209,12 +219,6 @@ impl Schedules {
         })
     }
 
-    /// Enables or disables the export's schedule, keeping the rest of it (pause and unpause). A missing
-    /// schedule is fine (an export created without one).
-    pub async fn set_enabled(&self, export_id: &str, enabled: bool) -> Result<()> {
-        set_schedule_enabled(&self.client, &self.settings.group, export_id, enabled).await
-    }
-
     /// Deletes the export's schedule (a missing one is fine: deleting is idempotent).
     pub async fn delete(&self, export_id: &str) -> Result<()> {
         delete_schedule(&self.client, &self.settings.group, export_id).await
@@ -233,7 +237,7 @@ const CONVERGE_ATTEMPTS: usize = 8;
 /// if it is gone (a concurrent delete), the schedule is deleted and the export is [`ExportError::NotFound`].
 /// The last writer of the schedule has therefore always written it from the item's final state. Returns the
 /// export as it is now.
-pub async fn converge<F, Fut>(
+async fn converge<F, Fut>(
     exports: &ExportStore,
     client: &aws_sdk_scheduler::Client,
     group: &str,
@@ -264,8 +268,8 @@ where
     })
 }
 
-/// [`Schedules::delete`] for callers that only know the schedule group (the run trigger).
-pub async fn delete_schedule(client: &aws_sdk_scheduler::Client, group: &str, export_id: &str) -> Result<()> {
+/// Deletes an export's schedule; a missing one is fine (deleting is idempotent).
+async fn delete_schedule(client: &aws_sdk_scheduler::Client, group: &str, export_id: &str) -> Result<()> {
     let name = schedule_name(export_id);
     match client.delete_schedule().name(&name).group_name(group).send().await {
         Ok(_) => Ok(()),
@@ -274,37 +278,49 @@ pub async fn delete_schedule(client: &aws_sdk_scheduler::Client, group: &str, ex
     }
 }
 
-/// [`Schedules::set_enabled`] for callers that only know the schedule group.
-pub async fn set_schedule_enabled(
-    client: &aws_sdk_scheduler::Client,
-    group: &str,
-    export_id: &str,
-    enabled: bool,
-) -> Result<()> {
-    let name = schedule_name(export_id);
-    let current = match client.get_schedule().name(&name).group_name(group).send().await {
-        Ok(current) => current,
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => return Ok(()),
-        Err(e) => return Err(classify_sdk_error(e, "GetSchedule", &name, None)),
-    };
-    let state = if enabled { ScheduleState::Enabled } else { ScheduleState::Disabled };
-    let updated = client
-        .update_schedule()
-        .name(&name)
-        .group_name(group)
-        .set_schedule_expression(current.schedule_expression)
-        .set_schedule_expression_timezone(current.schedule_expression_timezone)
-        .set_start_date(current.start_date)
-        .set_end_date(current.end_date)
-        .set_flexible_time_window(current.flexible_time_window)
-        .set_target(current.target)
-        .state(state)
-        .send()
-        .await;
-    match updated {
-        // Deleted since it was read (a racing delete of the export): nothing left to enable or disable.
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),
-        other => other.map(|_| ()).map_err(|e| classify_sdk_error(e, "UpdateSchedule", &name, None)),
+/// The schedules as the run steps see them (auto-pause in finish-run, the run trigger): they know the group but
+/// not the schedules' target, which they keep as each schedule has it; everything else is written from the
+/// export, as [`Schedules::put`] writes it.
+#[derive(Debug, Clone)]
+pub struct ExistingSchedules {
+    client: aws_sdk_scheduler::Client,
+    group: String,
+    delay_minutes: u32,
+}
+
+impl ExistingSchedules {
+    /// Reads `BATCH_EXPORT_SCHEDULE_GROUP` and `BATCH_EXPORT_SCHEDULE_DELAY_MINUTES`, as [`ScheduleSettings`].
+    pub fn from_env(client: aws_sdk_scheduler::Client) -> Result<Self> {
+        Ok(ExistingSchedules { client, group: group_from_env(), delay_minutes: delay_minutes_from_env()? })
+    }
+
+    /// Makes the export's schedule agree with its item ([`converge`]), keeping the schedule's target; a missing
+    /// schedule stays missing.
+    pub async fn converge(&self, exports: &ExportStore, written: StoredExport) -> Result<BatchExport> {
+        converge(exports, &self.client, &self.group, written, |export| async move { self.follow(&export).await }).await
+    }
+
+    /// Writes the export's schedule from the export, keeping its target.
+    async fn follow(&self, export: &BatchExport) -> Result<()> {
+        let name = schedule_name(&export.id);
+        let current = match self.client.get_schedule().name(&name).group_name(&self.group).send().await {
+            Ok(current) => current,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => return Ok(()),
+            Err(e) => return Err(classify_sdk_error(e, "GetSchedule", &name, None)),
+        };
+        let target = current.target.ok_or_else(|| ExportError::Internal(format!("schedule `{name}` has no target")))?;
+        let settings = ScheduleSettings {
+            group: self.group.clone(),
+            target_arn: target.arn,
+            role_arn: target.role_arn,
+            delay_minutes: self.delay_minutes,
+        };
+        Schedules::new(self.client.clone(), settings).put(export).await
+    }
+
+    /// Deletes the export's schedule (a missing one is fine).
+    pub async fn delete(&self, export_id: &str) -> Result<()> {
+        delete_schedule(&self.client, &self.group, export_id).await
     }
 }
 

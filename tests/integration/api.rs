@@ -13,7 +13,7 @@ use batch_exports::secrets::SecretBox;
 use batch_exports::store::{ExportStore, RunStore, Tables};
 use batch_exports::Interval;
 use chrono::{DateTime, Duration, Utc};
-use integration_tests::{function_logs, local_stack, raw_export_item, Api};
+use integration_tests::{function_logs, local_stack, raw_export_item, Api, ApiInstance};
 use serde_json::{json, Value};
 
 static NEXT: AtomicI64 = AtomicI64::new(0);
@@ -408,93 +408,12 @@ async fn patches_keep_the_secrets_they_do_not_mention_and_remove_the_ones_they_n
     assert_eq!((config.bucket_name.as_str(), config.prefix.as_str()), ("api-exports", "events/{year}/"));
 }
 
-/// A PATCH racing a DELETE of the same export answers 200 (it landed first) or 404 (the export was gone), never
-/// a 5xx; either way the export and its schedule end deleted.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_patch_racing_a_delete_is_a_200_or_a_404() {
-    let api = Api::new_team(unique_team()).await;
-    let (scheduler, group) = schedules().await;
-    let mut answers = std::collections::BTreeMap::new();
-    for round in 0..20 {
-        let (status, created) = api.call("POST", &api.path(""), Some(s3_export("racing", "api-exports"))).await;
-        assert_eq!(status, 201, "{created}");
-        let path = api.path(&format!("{}/", created["id"].as_str().unwrap()));
-        let patch = json!({"name": format!("round {round}"), "interval": "day"});
-        // The DELETE leaves a little later each round, so that it lands before, during and after the PATCH.
-        let delete = async {
-            tokio::time::sleep(std::time::Duration::from_millis(round * 3)).await;
-            api.call("DELETE", &path, None).await
-        };
-        let ((patched, body), (deleted, _)) = tokio::join!(api.call("PATCH", &path, Some(patch)), delete);
-        assert!(matches!(patched, 200 | 404), "round {round}: PATCH answered {patched} {body}");
-        assert_eq!(deleted, 204, "round {round}");
-        *answers.entry(patched).or_insert(0) += 1;
-        let (status, _) = api.call("GET", &path, None).await;
-        assert_eq!(status, 404, "round {round}: the export is deleted");
-        let id = created["id"].as_str().unwrap();
-        let schedule = scheduler.get_schedule().name(schedule_name(id)).group_name(&group).send().await;
-        assert!(schedule.is_err(), "round {round}: a schedule is left for the deleted export");
-    }
-    println!("PATCH answers over 20 races with DELETE: {answers:?}");
-}
-
-/// The `api` function served once more with private endpoints not allowed (as `template.yaml` deploys it),
-/// behind a second `cargo lambda watch` on a free port (cargo lambda serves only the project's binary names);
-/// both stopped when dropped.
-struct StrictApi {
-    children: Vec<std::process::Child>,
-    url: String,
-}
-
-impl StrictApi {
-    fn start() -> StrictApi {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-        let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{root}/target"));
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let quiet = || std::process::Stdio::null();
-        let watch = std::process::Command::new(format!("{root}/.local/venv/bin/cargo-lambda"))
-            .args(["lambda", "watch", "--only-lambda-apis", "--ignore-changes", "-A", "127.0.0.1", "-P"])
-            .arg(port.to_string())
-            .current_dir(root)
-            .stdout(quiet())
-            .stderr(quiet())
-            .spawn()
-            .expect("cargo lambda (installed by scripts/test.sh)");
-        let mut strict = StrictApi { children: vec![watch], url: format!("http://127.0.0.1:{port}/lambda-url/api") };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "cargo lambda watch did not listen on {port}");
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        let api = std::process::Command::new(format!("{target}/debug/api"))
-            .env("AWS_LAMBDA_FUNCTION_NAME", "api")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1769")
-            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt/api"))
-            .env("BATCH_EXPORT_ALLOW_PRIVATE_ENDPOINTS", "false")
-            .stdout(quiet())
-            .stderr(quiet())
-            .spawn()
-            .expect("the api binary (cargo build --workspace --bins)");
-        strict.children.push(api);
-        strict
-    }
-}
-
-impl Drop for StrictApi {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// SSRF at the API: with private endpoints not allowed (the deployed setting), an `endpoint_url` or `token_uri`
 /// at a metadata, loopback or private address is a 400 naming the field; a public one is accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_private_endpoints_off_the_api_refuses_private_and_metadata_addresses() {
-    let strict = StrictApi::start();
+    // The `api` function as template.yaml deploys it.
+    let strict = ApiInstance::start(&[("BATCH_EXPORT_ALLOW_PRIVATE_ENDPOINTS", "false".into())]);
     let api = Api { url: strict.url.clone(), ..Api::new_team(unique_team()).await };
     let key = integration_tests::rsa_key_pem(2048);
     let bigquery = |token_uri: String| {

@@ -6,6 +6,7 @@ mod api;
 mod backfills;
 mod bad_requests;
 mod bigquery;
+mod converge;
 mod persons;
 mod s3_export;
 mod schedules;

@@ -9,7 +9,6 @@ use super::Services;
 use crate::autopause::{check_window, pause_reason};
 use crate::error::{Result, NON_RETRYABLE_ERROR_TYPE};
 use crate::runs::{RunRef, RunStatus};
-use crate::schedules::{converge, set_schedule_enabled};
 
 /// What a Step Functions `Catch` puts at its `ResultPath`: the error name and its cause (for a Lambda error,
 /// the JSON `{"errorType": ..., "errorMessage": ...}`).
@@ -105,11 +104,7 @@ async fn pause_if_failing(services: &Services, run: &RunRef) -> Result<Option<St
     let Some(reason) = pause_reason(export.interval, &latest) else { return Ok(None) };
     let written = services.exports.pause(export.team_id, &export.id, &reason, Utc::now()).await?;
     // The schedule follows the item's final state (an unpause through the API may land meanwhile).
-    let (scheduler, group) = (&services.scheduler, services.schedule_group.as_str());
-    converge(&services.exports, scheduler, group, written, |now| async move {
-        set_schedule_enabled(scheduler, group, &now.id, !now.paused).await
-    })
-    .await?;
+    services.schedules.converge(&services.exports, written).await?;
     tracing::warn!(export_id = %export.id, reason = %reason, "export paused");
     Ok(Some(reason))
 }

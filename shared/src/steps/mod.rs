@@ -38,6 +38,7 @@ use crate::model::Model;
 use crate::plan::{ChunkLimits, WorkStore};
 use crate::runs::RunRef;
 use crate::s3::lake_client;
+use crate::schedules::ExistingSchedules;
 use crate::secrets::SecretBox;
 use crate::store::{BackfillStore, ExportStore, RunStore, Tables};
 use crate::S3DestinationConfig;
@@ -58,9 +59,8 @@ pub struct Services {
     /// Chunks exported at once (the Map state's `MaxConcurrencyPath`).
     pub chunk_concurrency: usize,
     pub sfn: aws_sdk_sfn::Client,
-    pub scheduler: aws_sdk_scheduler::Client,
-    /// The export schedules' group (`BATCH_EXPORT_SCHEDULE_GROUP`, default `batch-exports`).
-    pub schedule_group: String,
+    /// The export schedules, kept in agreement with their exports (auto-pause, firings of a gone export).
+    pub schedules: ExistingSchedules,
     /// The export state machine (`BATCH_EXPORT_STATE_MACHINE_ARN`), which the run trigger starts.
     pub state_machine_arn: Option<String>,
 }
@@ -71,7 +71,8 @@ impl Services {
     /// `BATCH_EXPORT_WORK_BUCKET` (default: the lake bucket), `BATCH_EXPORT_WORK_PREFIX` (default
     /// `batch-export-runs/`), `BATCH_EXPORT_RUN_LEASE_SECONDS` (default 10800, the state machine's timeout),
     /// `BATCH_EXPORT_CHUNK_CONCURRENCY` (default 4), `BATCH_EXPORT_KMS_KEY_ID` (required: the key of the
-    /// destination credentials), `BATCH_EXPORT_STATE_MACHINE_ARN` (the trigger's),
+    /// destination credentials), `BATCH_EXPORT_STATE_MACHINE_ARN` (the trigger's), the schedules' group and
+    /// delay ([`ExistingSchedules::from_env`]),
     /// the table names ([`Tables::from_env`]), the chunk limits ([`ChunkLimits::from_env`]) and the engine
     /// settings ([`EngineSettings::from_env`]). AWS clients honour `AWS_ENDPOINT_URL`.
     pub async fn from_env() -> Result<Self> {
@@ -101,8 +102,7 @@ impl Services {
             run_lease: Duration::seconds(env_number("BATCH_EXPORT_RUN_LEASE_SECONDS", 10_800)? as i64),
             chunk_concurrency: env_number("BATCH_EXPORT_CHUNK_CONCURRENCY", 4)?.max(1),
             sfn: aws_sdk_sfn::Client::new(&aws),
-            scheduler: aws_sdk_scheduler::Client::new(&aws),
-            schedule_group: std::env::var("BATCH_EXPORT_SCHEDULE_GROUP").unwrap_or_else(|_| "batch-exports".into()),
+            schedules: ExistingSchedules::from_env(aws_sdk_scheduler::Client::new(&aws))?,
             state_machine_arn: std::env::var("BATCH_EXPORT_STATE_MACHINE_ARN").ok(),
             aws,
         })

@@ -7,8 +7,8 @@
 //! execution, which Step Functions refuses to start twice: the trigger reports it as already started.
 //!
 //! A firing for an export that no longer exists deletes its schedule (the export's delete raced a change that
-//! wrote the schedule back) and starts nothing; a firing for a paused export starts nothing (its schedule is
-//! disabled by the pause, which may not have landed yet).
+//! wrote the schedule back) and starts nothing; a firing for a paused export starts nothing and writes the
+//! schedule from the item, which disables it (the pause's own write may not have landed yet).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use super::{RunRequest, Services};
 use crate::aws_error::classify_sdk_error;
 use crate::error::{ExportError, Result};
-use crate::schedules::delete_schedule;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TriggerOutput {
@@ -27,6 +26,17 @@ pub struct TriggerOutput {
     /// Why no run was started (the export is paused or gone), when none was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+}
+
+impl TriggerOutput {
+    fn skipped(why: &str) -> Self {
+        TriggerOutput {
+            execution_name: String::new(),
+            execution_arn: None,
+            already_started: false,
+            skipped: Some(why.into()),
+        }
+    }
 }
 
 /// The execution name of an export's run of the interval ending at `end` (at most 80 characters, of the
@@ -48,29 +58,21 @@ pub async fn trigger_run(services: &Services, request: RunRequest) -> Result<Tri
     let scheduled = request
         .scheduled_time
         .ok_or_else(|| ExportError::config("scheduled_time", "a schedule firing carries scheduled_time"))?;
-    let export = match services.exports.get(request.team_id, &request.export_id).await {
-        Ok(export) => export,
+    let stored = match services.exports.get_stored(request.team_id, &request.export_id).await {
+        Ok(stored) => stored,
         Err(ExportError::NotFound { .. }) => {
             tracing::warn!(export_id = %request.export_id, "the export is gone: deleting its schedule");
-            delete_schedule(&services.scheduler, &services.schedule_group, &request.export_id).await?;
-            return Ok(TriggerOutput {
-                execution_name: String::new(),
-                execution_arn: None,
-                already_started: false,
-                skipped: Some("the export does not exist".into()),
-            });
+            services.schedules.delete(&request.export_id).await?;
+            return Ok(TriggerOutput::skipped("the export does not exist"));
         }
         Err(e) => return Err(e),
     };
-    if export.paused {
-        tracing::info!(export_id = %export.id, "the export is paused: no run");
-        return Ok(TriggerOutput {
-            execution_name: String::new(),
-            execution_arn: None,
-            already_started: false,
-            skipped: Some("the export is paused".into()),
-        });
+    if stored.export.paused {
+        tracing::warn!(export_id = %stored.export.id, "the export is paused: no run; disabling its schedule");
+        services.schedules.converge(&services.exports, stored).await?;
+        return Ok(TriggerOutput::skipped("the export is paused"));
     }
+    let export = stored.export;
     let interval = export.interval_scheduled_at(scheduled)?;
     let name = execution_name(&export.id, interval.end);
     let input = RunRequest {
