@@ -69,6 +69,14 @@ pub struct Run {
     pub files: Vec<String>,
     #[serde(default)]
     pub manifest_key: Option<String>,
+    /// Destination keys this attempt wrote (data files as each chunk completes, the manifest before it is
+    /// written), until the run completes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub written_files: Vec<String>,
+    /// Keys earlier attempts of the interval wrote (their recorded files, manifest and written keys), until the
+    /// attempt that completes deletes the ones it did not write again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_files: Vec<String>,
     #[serde(default)]
     pub latest_error: Option<String>,
     /// The Step Functions execution of the latest attempt.
@@ -108,6 +116,8 @@ impl Run {
             bytes_exported: None,
             files: Vec::new(),
             manifest_key: None,
+            written_files: Vec::new(),
+            earlier_files: Vec::new(),
             latest_error: None,
             execution,
             backfill_id,
@@ -116,6 +126,29 @@ impl Run {
             updated_at: now,
             finished_at: None,
         }
+    }
+
+    /// The keys earlier attempts wrote that a completing attempt keeping `kept` (its files and manifest) must
+    /// delete: recorded on the run, never anything else under the prefix.
+    pub fn stale_files(&self, kept: &std::collections::BTreeSet<&str>) -> std::collections::BTreeSet<String> {
+        self.earlier_files
+            .iter()
+            .chain(&self.written_files)
+            .filter(|key| !kept.contains(key.as_str()))
+            .cloned()
+            .collect()
+    }
+
+    /// Every key this run's record names as written: the files and manifest of the attempt that completed, the
+    /// keys this attempt wrote so far and those of earlier attempts.
+    pub(crate) fn written_by_attempts(&self) -> std::collections::BTreeSet<String> {
+        self.files
+            .iter()
+            .chain(&self.manifest_key)
+            .chain(&self.written_files)
+            .chain(&self.earlier_files)
+            .cloned()
+            .collect()
     }
 
     pub fn interval(&self) -> Interval {
@@ -174,5 +207,22 @@ mod tests {
                 "data_interval_start": "2026-11-21T09:00:00Z", "data_interval_end": "2026-11-21T10:00:00Z"})
         );
         assert_eq!(serde_json::from_value::<RunRef>(json).unwrap(), r);
+    }
+
+    #[test]
+    fn a_completing_attempt_deletes_only_what_earlier_attempts_recorded_and_it_did_not_write() {
+        let interval = Interval::parse("2026-11-21T09:00:00Z", "2026-11-21T10:00:00Z").unwrap();
+        let mut run = Run::new("e", 1, interval, None, None, Utc::now());
+        run.files = vec!["p/a-0.jsonl".into(), "p/a-1.jsonl".into(), "p/a-2.jsonl".into()];
+        run.manifest_key = Some("p/a_manifest.json".into());
+        run.written_files = vec!["p/a-3.jsonl".into()];
+        // What the next attempt inherits: the completed attempt's files and manifest, and the written keys.
+        let earlier = run.written_by_attempts();
+        assert_eq!(earlier.len(), 5);
+        let next = Run { earlier_files: earlier.into_iter().collect(), written_files: vec![], ..run };
+        // It wrote two files (one of the same name) and no manifest.
+        let kept = ["p/a-0.jsonl", "p/b.jsonl"].into_iter().collect();
+        let stale: Vec<String> = next.stale_files(&kept).into_iter().collect();
+        assert_eq!(stale, ["p/a-1.jsonl", "p/a-2.jsonl", "p/a-3.jsonl", "p/a_manifest.json"]);
     }
 }

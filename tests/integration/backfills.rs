@@ -192,3 +192,36 @@ async fn a_backfill_of_a_range_without_data_completes_at_once() {
     let (status, error) = api.call("POST", &path, None).await;
     assert_eq!(status, 409, "{error}");
 }
+
+/// A team with person changes and no events: a persons export's backfill ranges over the persons data (its
+/// start moves to the first hour with person changes) and runs each of its hours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_backfill_of_a_team_without_events_ranges_over_its_persons_data() {
+    let api = Api::new_team(unique_team()).await;
+    let s3 = s3(&local_stack().await);
+    let moved = crate::persons::MovedIds::land(&s3, api.team).await;
+    let bucket = new_bucket(&s3, "backfill-persons").await;
+    let body = json!({"name": "persons", "model": "persons", "interval": "hour",
+                      "destination": {"type": "S3", "config": {"bucket_name": bucket, "prefix": "{table}/"}}});
+    let (status, created) = api.call("POST", &api.path(""), Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let export_id = created["id"].as_str().unwrap();
+
+    let first = moved.hours[0].start;
+    let range = json!({"start_at": zulu(first - Duration::hours(3)), "end_at": zulu(first + Duration::hours(5))});
+    let (backfill, input) = create_backfill(&api, export_id, range).await;
+    assert_succeeded(&execute_machine("backfill", backfill["id"].as_str().unwrap(), input).await);
+    let done = get_backfill(&api, export_id, &backfill).await;
+    assert_eq!(done["status"], "Completed", "{done}");
+    assert_eq!(done["effective_start_at"].as_str(), Some(zulu(first).as_str()), "{done}");
+    assert_eq!((done["expected_runs"].as_u64(), done["finished_runs"].as_u64()), (Some(5), Some(5)), "{done}");
+    let mut runs = runs(&api, export_id).await;
+    runs.reverse();
+    let records: Vec<u64> = runs.iter().map(|r| r["records_completed"].as_u64().unwrap()).collect();
+    // Hour 1: d1–d3 and d9; hour 2: the three moves; hour 3: d9's change; then two hours without changes.
+    assert_eq!(records, [4, 3, 1, 0, 0], "{runs:?}");
+    assert_eq!(done["total_records"].as_u64(), Some(8));
+    let keys = list_keys(&s3, &bucket).await;
+    assert_eq!(keys.len(), 3, "a file per hour with changes: {keys:?}");
+    assert!(keys.iter().all(|k| k.starts_with("persons/")), "{keys:?}");
+}

@@ -13,7 +13,7 @@ use batch_exports::bigquery::{
 };
 use batch_exports::exports::{BatchExport, Destination, ExportInterval};
 use batch_exports::network::{guarded_reqwest_client, EndpointPolicy};
-use batch_exports::persons::PersonRow;
+use batch_exports::persons::{read_persons, PersonRow};
 use batch_exports::runs::RunStatus;
 use batch_exports::secrets::SecretBox;
 use batch_exports::store::{ExportStore, RunStore, Tables};
@@ -22,6 +22,8 @@ use batch_exports::{ExportError, Interval};
 use chrono::{Duration, Utc};
 use integration_tests::{execute_machine, public_key_pem, rsa_key_pem, Api};
 use serde_json::{json, Value};
+
+use crate::persons::MovedIds;
 
 /// The token endpoint and authenticating front, stopped when dropped.
 struct TokenStub {
@@ -340,6 +342,53 @@ async fn persons_runs_merge_by_key_and_older_versions_never_overwrite() {
         .iter()
         .any(|f| f["name"] == "properties" && f["type"] == "JSON"));
     assert_eq!(emulator.tables(&dataset).await, ["persons"], "no stage table remains");
+}
+
+/// The moved ids of [`MovedIds`] through MERGE, one run per hour: the first maps them to p1 (version 5), the
+/// second moves them to p2 (version 1, lower than p1's), and the third brings p2's version 3 on `d9` only —
+/// which the MERGE carries to every row of p2 in the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_moved_distinct_ids_take_their_new_persons_latest_properties() {
+    let stub = TokenStub::start();
+    let emulator = Emulator::new();
+    let dataset = emulator.create_dataset().await;
+    let mut config = stub.config(&dataset, "exports@test-proj.iam.gserviceaccount.com", true);
+    config.table_id = "persons".into();
+    let bq = stub.client(&config);
+    let client = integration_tests::s3(&integration_tests::local_stack().await);
+    let team = Utc::now().timestamp_millis() % 1_000_000_000 * 100 + 96;
+    let moved = MovedIds::land(&client, team).await;
+    let lake = batch_exports::LakeStore::S3 {
+        client,
+        bucket: std::env::var("BATCH_EXPORT_LAKE_BUCKET").unwrap(),
+        prefix: String::new(),
+    };
+    for (n, interval) in moved.hours.iter().enumerate() {
+        let rows = read_persons(&lake, moved.team, interval).await.unwrap();
+        let job_prefix = format!("moved-{n}");
+        let target = LoadTarget {
+            config: &config,
+            interval,
+            team_id: moved.team,
+            job_prefix: &job_prefix,
+            max_job_bytes: 1 << 20,
+        };
+        load_persons(&bq, target, &rows).await.unwrap();
+    }
+    let got = emulator
+        .query(&format!(
+            "SELECT distinct_id, person_id, person_version, TO_JSON_STRING(properties) \
+             FROM `test-proj.{dataset}.persons` ORDER BY distinct_id"
+        ))
+        .await;
+    let rows = got
+        .iter()
+        .map(|r| {
+            let text = |i: usize| r[i].as_str().unwrap().to_string();
+            (text(0), text(1), text(2).parse().unwrap(), serde_json::from_str(&text(3)).unwrap())
+        })
+        .collect();
+    MovedIds::assert_latest("BigQuery MERGE", rows);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

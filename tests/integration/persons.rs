@@ -37,6 +37,129 @@ fn change(team: i64, distinct_id: &str, person: &str, pv: i64, dv: i64, landed: 
     }
 }
 
+/// Puts person changes into the lake's `persons/` partition of `hour`, as one newline-delimited JSON object.
+async fn land(client: &aws_sdk_s3::Client, team: i64, hour: DateTime<Utc>, name: &str, changes: &[PersonChange]) {
+    let mut body = Vec::new();
+    for change in changes {
+        serde_json::to_writer(&mut body, change).unwrap();
+        body.push(b'\n');
+    }
+    let key = format!("{}{name}", table_partition_prefix("", "persons", team, hour));
+    let bucket = std::env::var("BATCH_EXPORT_LAKE_BUCKET").unwrap();
+    client.put_object().bucket(bucket).key(key).body(body.into()).send().await.unwrap();
+}
+
+/// Distinct ids moving to another person, landed in the lake over three hours. First hour: `d1`, `d2`, `d3` are
+/// p1's, at p1's `person_version` 5; `d9` is p2's, at version 1. Second hour: `d1`–`d3` move to p2 (their
+/// `person_distinct_id_version` 2, with p2's version 1 as it was then). Third hour: p2 changes to version 3,
+/// a change that comes in on `d9` only. Each moved id must end with p2's latest properties (version 3), never
+/// p1's (a higher version, of another person).
+pub struct MovedIds {
+    pub team: i64,
+    /// The three hours, in order.
+    pub hours: [Interval; 3],
+}
+
+impl MovedIds {
+    pub const MOVED: [&'static str; 3] = ["d1", "d2", "d3"];
+
+    pub async fn land(client: &aws_sdk_s3::Client, team: i64) -> MovedIds {
+        let start = (Utc::now() - Duration::days(1)).date_naive().and_hms_opt(6, 0, 0).unwrap().and_utc();
+        let hours = [0, 1, 2].map(|h| {
+            let from = start + Duration::hours(h);
+            Interval::new(from, from + Duration::hours(1)).unwrap()
+        });
+        let person = |distinct_id: &str, person: &str, version: i64, mapping: i64, landed: DateTime<Utc>| {
+            let properties = json!({"name": person, "person_version": version});
+            PersonChange { properties, ..change(team, distinct_id, person, version, mapping, landed) }
+        };
+        let at = |hour: usize| hours[hour].start + Duration::minutes(5);
+        let mut before: Vec<PersonChange> = Self::MOVED.iter().map(|d| person(d, "p1", 5, 1, at(0))).collect();
+        before.push(person("d9", "p2", 1, 1, at(0)));
+        land(client, team, hours[0].start, "before.jsonl", &before).await;
+        let moves: Vec<PersonChange> = Self::MOVED.iter().map(|d| person(d, "p2", 1, 2, at(1))).collect();
+        land(client, team, hours[1].start, "moves.jsonl", &moves).await;
+        land(client, team, hours[2].start, "after.jsonl", &[person("d9", "p2", 3, 1, at(2))]).await;
+        MovedIds { team, hours }
+    }
+
+    /// The three hours as one interval.
+    pub fn all(&self) -> Interval {
+        Interval::new(self.hours[0].start, self.hours[2].end).unwrap()
+    }
+
+    /// Asserts that `rows` (`distinct_id`, `person_id`, `person_version`, properties) map every moved id and `d9`
+    /// to p2 at its latest version.
+    pub fn assert_latest(what: &str, mut rows: Vec<(String, String, i64, Value)>) {
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        let p2 = |d: &str| (d.to_string(), "p2".to_string(), 3, json!({"name": "p2", "person_version": 3}));
+        let want: Vec<_> = Self::MOVED.iter().chain(&["d9"]).map(|d| p2(d)).collect();
+        assert_eq!(rows, want, "{what}: every moved id takes p2's latest properties, not p1's");
+    }
+}
+
+/// The moved ids through S3, in both formats, read back with the Parquet reader and as JSON lines: one run of
+/// the three hours. (Runs of one hour each write what changed in each: the third hour's file holds `d9` only,
+/// and a reader takes the latest row per distinct id; see the README.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moved_distinct_ids_take_their_new_persons_latest_properties_in_both_formats() {
+    let base = local_stack().await;
+    let client = s3(&base);
+    let team = Utc::now().timestamp_millis() % 1_000_000_000 * 100 + 97;
+    let moved = MovedIds::land(&client, team).await;
+    let lake = LakeStore::S3 {
+        client: client.clone(),
+        bucket: std::env::var("BATCH_EXPORT_LAKE_BUCKET").unwrap(),
+        prefix: String::new(),
+    };
+    let destination = new_bucket(&client, "persons-moved").await;
+    for format in [FileFormat::Parquet, FileFormat::JSONLines] {
+        let mut config = S3DestinationConfig::new(&destination);
+        config.prefix = format!("{format:?}/");
+        config.file_format = format;
+        let target = S3Target::new(destination_client(&base, &config), &config);
+        let outcome = export_persons(&lake, &target, team, &moved.all(), &config).await.unwrap();
+        let bytes = get_bytes(&client, &destination, &outcome.files[0].key).await;
+        let rows: Vec<(String, String, i64, Value)> = match format {
+            FileFormat::Parquet => {
+                let reader =
+                    ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap().build().unwrap();
+                let mut rows = Vec::new();
+                for batch in reader {
+                    let batch = batch.unwrap();
+                    let column = |name: &str| batch.column_by_name(name).unwrap().clone();
+                    let (distinct, person, properties, version) =
+                        (column("distinct_id"), column("person_id"), column("properties"), column("person_version"));
+                    for i in 0..batch.num_rows() {
+                        rows.push((
+                            distinct.as_string::<i32>().value(i).to_string(),
+                            person.as_string::<i32>().value(i).to_string(),
+                            version.as_primitive::<Int64Type>().value(i),
+                            serde_json::from_str(properties.as_string::<i32>().value(i)).unwrap(),
+                        ));
+                    }
+                }
+                rows
+            }
+            FileFormat::JSONLines => String::from_utf8(bytes)
+                .unwrap()
+                .lines()
+                .map(|line| {
+                    let row: Value = serde_json::from_str(line).unwrap();
+                    let text = |name: &str| row[name].as_str().unwrap().to_string();
+                    (
+                        text("distinct_id"),
+                        text("person_id"),
+                        row["person_version"].as_i64().unwrap(),
+                        row["properties"].clone(),
+                    )
+                })
+                .collect(),
+        };
+        MovedIds::assert_latest(&format!("{format:?}"), rows);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persons_run_writes_one_row_per_distinct_id_that_reads_back_with_the_seed_schema() {
     let base = local_stack().await;

@@ -334,6 +334,52 @@ async fn triggering_an_interval_twice_keeps_one_run_and_the_same_keys() {
     assert_eq!(runs[0].execution.as_deref(), Some(format!("{export_id}-2").as_str()));
 }
 
+/// Re-runs of an interval that make fewer files leave exactly the latest run's files under the prefix: 1 MB files
+/// (several, and a manifest), then 4 MB files (fewer), then no split (one file, no manifest). The earlier
+/// attempts' extra files and manifest are deleted; an object the user keeps under the same prefix, and one named
+/// like our files but never written by a run, are untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_run_with_fewer_files_leaves_exactly_its_own_files_under_the_prefix() {
+    let stack = stack().await;
+    let (team, export_id) = unique_ids();
+    let lake = stack.seed(team, 2, 10_000).await;
+    let destination = new_bucket(&stack.s3, "re-run").await;
+    let mut config = S3DestinationConfig::new(&destination);
+    config.prefix = "exports/".into();
+    let lookalike =
+        batch_exports::keys::data_file_key("exports/", &interval(), None, Some(99), FileFormat::JSONLines, None);
+    let users = ["exports/README.txt".to_string(), lookalike];
+    for key in &users {
+        stack.s3.put_object().bucket(&destination).key(key).body(b"the user's".to_vec().into()).send().await.unwrap();
+    }
+    let mut counts = Vec::new();
+    for (attempt, size) in [(1, Some(1)), (2, Some(4)), (3, None)] {
+        config.max_file_size_mb = size;
+        stack.create_export(team, &export_id, config.clone()).await;
+        let execution = execute(&format!("{export_id}-{attempt}"), team, &export_id).await;
+        assert_eq!(execution.status, "SUCCEEDED", "{execution:?}");
+        let run = stack.run(&export_id).await;
+        assert_eq!((run.status, run.attempt), (RunStatus::Completed, attempt));
+        assert!(run.written_files.is_empty() && run.earlier_files.is_empty(), "bookkeeping is cleared: {run:?}");
+        let mut want: Vec<String> = run.files.iter().chain(&run.manifest_key).chain(&users).cloned().collect();
+        want.sort();
+        let mut got = list_keys(&stack.s3, &destination).await;
+        got.sort();
+        assert_eq!(got, want, "attempt {attempt}: the prefix holds the run's files, its manifest and the user's");
+        assert_files_hold(
+            &stack.s3,
+            &destination,
+            &run.files.iter().map(String::as_str).collect::<Vec<_>>(),
+            &config,
+            &expected(&lake, team),
+        )
+        .await;
+        counts.push(run.files.len());
+    }
+    assert!(counts[0] > counts[1] && counts[1] > counts[2], "each re-run makes fewer files: {counts:?}");
+    assert_eq!(counts[2], 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_records_change_only_by_conditional_transitions() {
     let stack = stack().await;

@@ -1,7 +1,8 @@
 //! The BigQuery tables of each model (the seed's schemas) and the statements that move a stage table's rows into
 //! the final table: `INSERT … SELECT` for events (adding `bq_ingested_timestamp`), `MERGE` on
 //! `(team_id, distinct_id)` for persons (stage rows de-duplicated by key, newest versions first; an existing row is
-//! updated only when a stage version is higher; new keys are inserted).
+//! updated only when a stage version is higher, and a person's newer properties reach all its rows; new keys are
+//! inserted).
 //!
 //! Stage tables hold the JSON columns as `STRING` (that is how load jobs write them); with `use_json_type` the
 //! final table's JSON columns are `JSON` and the statements convert with `PARSE_JSON`.
@@ -105,21 +106,37 @@ pub fn insert_statement(model: Model, final_table: &str, stage: &str, use_json_t
 }
 
 /// `MERGE` of a persons stage into the final table on `(team_id, distinct_id)`, by the persons rule
-/// ([`crate::persons`]): the stage's rows are first de-duplicated by key (newest mapping, then newest person
-/// version, first); a matched row takes the stage's `person_id` only where the stage's
-/// `person_distinct_id_version` is higher; its `properties` and `person_version` come from the stage where the
-/// distinct id moved to the stage's person (versions of different persons are not compared) or where the person
-/// is the same and the stage's `person_version` is higher, else they stay; keys not in the final table are
-/// inserted.
+/// ([`crate::persons`]): every row ends with its own person's latest properties.
+///
+/// The source is the stage's rows, de-duplicated by key (newest mapping, then newest person version, first),
+/// plus, for each person the stage brings a newer version of, the final table's other rows of that person (the
+/// distinct ids this run did not change) carrying that version's properties. A matched row takes the source's
+/// `person_id` only where its `person_distinct_id_version` is higher; its `properties` and `person_version` come
+/// from the source where the distinct id moved to the source's person (versions of different persons are not
+/// compared) or where the person is the same and the source's `person_version` is higher, else they stay; keys
+/// not in the final table are inserted.
 pub fn merge_statement(final_table: &str, stage: &str, use_json_type: bool) -> String {
     let properties = if use_json_type { "PARSE_JSON(stage.properties)" } else { "stage.properties" };
     let moved = "(stage.person_distinct_id_version > final.person_distinct_id_version \
                  AND stage.person_id != final.person_id)";
     let newer = "(stage.person_id = final.person_id AND stage.person_version > final.person_version)";
+    let columns = "team_id, distinct_id, person_id, properties, person_version, person_distinct_id_version";
+    let source = format!(
+        "SELECT {columns} FROM {stage} QUALIFY ROW_NUMBER() OVER (PARTITION BY team_id, distinct_id \
+         ORDER BY person_distinct_id_version DESC, person_version DESC) = 1 \
+         UNION ALL \
+         SELECT kept.team_id, kept.distinct_id, kept.person_id, latest.properties, latest.person_version, \
+         kept.person_distinct_id_version FROM {final_table} AS kept \
+         JOIN (SELECT * FROM {stage} QUALIFY ROW_NUMBER() OVER (PARTITION BY team_id, person_id \
+         ORDER BY person_version DESC) = 1) AS latest \
+         ON kept.team_id = latest.team_id AND kept.person_id = latest.person_id \
+         LEFT JOIN (SELECT DISTINCT team_id, distinct_id FROM {stage}) AS staged \
+         ON staged.team_id = kept.team_id AND staged.distinct_id = kept.distinct_id \
+         WHERE latest.person_version > kept.person_version AND staged.distinct_id IS NULL"
+    );
     format!(
         "MERGE {final_table} AS final \
-         USING (SELECT * FROM {stage} QUALIFY ROW_NUMBER() OVER (PARTITION BY team_id, distinct_id \
-         ORDER BY person_distinct_id_version DESC, person_version DESC) = 1) AS stage \
+         USING ({source}) AS stage \
          ON final.team_id = stage.team_id AND final.distinct_id = stage.distinct_id \
          WHEN MATCHED AND (stage.person_version > final.person_version \
          OR stage.person_distinct_id_version > final.person_distinct_id_version) THEN UPDATE SET \
@@ -188,7 +205,8 @@ mod tests {
         );
         assert!(!insert_statement(Model::Events, "f", "s", false).contains("PARSE_JSON"));
         let merge = merge_statement("`p.d.persons`", "`p.d.stage`", true);
-        assert!(merge.starts_with("MERGE `p.d.persons` AS final USING (SELECT * FROM `p.d.stage` QUALIFY"), "{merge}");
+        assert!(merge.starts_with("MERGE `p.d.persons` AS final USING (SELECT team_id, distinct_id,"), "{merge}");
+        assert!(merge.contains("FROM `p.d.persons` AS kept JOIN"), "the person's other rows: {merge}");
         assert!(merge.contains("ON final.team_id = stage.team_id AND final.distinct_id = stage.distinct_id"));
         assert!(merge.contains("stage.person_id != final.person_id)"), "{merge}");
         assert!(merge.contains(", PARSE_JSON(stage.properties), final.properties)"), "{merge}");

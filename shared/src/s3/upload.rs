@@ -87,6 +87,19 @@ impl S3Target {
             .map_err(|e| self.error("PutObject", key, e))?;
         Ok(())
     }
+
+    /// Deletes an object (one that is not there is fine). One DeleteObject per key: S3-compatible stores that
+    /// lack DeleteObjects (GCS's XML API) take it too.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.error("DeleteObject", key, e))?;
+        Ok(())
+    }
 }
 
 /// What the encoding thread sends for one file: parts of `part_size` bytes, then the rest.

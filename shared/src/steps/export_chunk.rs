@@ -40,6 +40,11 @@ pub async fn export_chunk(services: &Services, input: ChunkInput) -> Result<Chun
                 write_chunk(&services.lake, &sink, &filter, &plan, &config, &services.engine).await?
             }
         };
+        // On the run before anything else refers to them: a later attempt deletes what it does not write again.
+        let keys: Vec<String> = files.iter().map(|f| f.key.clone()).collect();
+        if !keys.is_empty() {
+            services.runs.record_written(run, &keys, Utc::now()).await?;
+        }
         services.work.save_chunk_files(run, input.chunk, &files).await?;
         Ok(ChunkOutput {
             chunk: input.chunk,

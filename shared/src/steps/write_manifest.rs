@@ -1,12 +1,21 @@
 //! Step 4: gather the files of every chunk (in chunk order), write the manifest when `max_file_size_mb` is
 //! set (only now, after every file is complete), sum records and bytes, and keep the outcome for the last step.
+//!
+//! Then the prefix is made to hold exactly this attempt's files: the keys earlier attempts of the interval wrote
+//! (recorded on the run: their files, manifests and chunk outputs) that this attempt did not write again are
+//! deleted — a re-run that makes fewer files (late data, a larger `max_file_size_mb`) leaves none of the earlier
+//! ones beside its own. Only keys recorded on the run are deleted, never anything else under the prefix, and
+//! only while this attempt holds the run.
 
+use std::collections::BTreeSet;
+
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::Services;
-use crate::error::Result;
-use crate::export::{write_manifest as put_manifest, ExportOutcome, FileSink};
-use crate::runs::RunRef;
+use crate::error::{ExportError, Result};
+use crate::export::{manifest_key_of, write_manifest as put_manifest, ExportOutcome, FileSink};
+use crate::runs::{RunRef, RunStatus};
 use crate::s3::{destination_client, S3Target};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,6 +31,9 @@ pub struct ManifestOutput {
     pub bytes: u64,
     pub files: usize,
     pub manifest_key: Option<String>,
+    /// Files of earlier attempts of the interval that this one did not write again, deleted.
+    #[serde(default)]
+    pub earlier_files_deleted: usize,
 }
 
 pub async fn write_manifest(services: &Services, input: ManifestInput) -> Result<ManifestOutput> {
@@ -31,14 +43,46 @@ pub async fn write_manifest(services: &Services, input: ManifestInput) -> Result
     for chunk in 0..input.chunks {
         files.extend(services.work.load_chunk_files(run, chunk).await?);
     }
-    let sink = FileSink::S3(S3Target::new(destination_client(&services.aws, &config), &config));
+    if let Some(key) = manifest_key_of(run.interval, model, &config)? {
+        // Recorded first: a manifest this attempt leaves behind is an earlier attempt's for the next one.
+        services.runs.record_written(run, &[key], Utc::now()).await?;
+    }
+    let target = S3Target::new(destination_client(&services.aws, &config), &config);
+    let sink = FileSink::S3(target.clone());
     let manifest_key = put_manifest(&sink, run.interval, model, &config, &files).await?;
     let outcome = ExportOutcome::new(files, manifest_key);
+    let earlier_files_deleted = delete_earlier_files(services, run, &target, &outcome).await?;
     services.work.save_outcome(run, &outcome).await?;
     Ok(ManifestOutput {
         records: outcome.records,
         bytes: outcome.bytes,
         files: outcome.files.len(),
         manifest_key: outcome.manifest_key,
+        earlier_files_deleted,
     })
+}
+
+/// Deletes the keys recorded on the run that this attempt's outcome does not keep; returns how many.
+async fn delete_earlier_files(
+    services: &Services,
+    run: &RunRef,
+    target: &S3Target,
+    outcome: &ExportOutcome,
+) -> Result<usize> {
+    let record = services.runs.get(&run.export_id, run.interval.end).await?;
+    let record = record.filter(|r| r.attempt == run.attempt && r.status == RunStatus::Running).ok_or_else(|| {
+        ExportError::Superseded {
+            run_id: run.run_id.clone(),
+            message: format!("attempt {} no longer holds the run: it deletes no earlier files", run.attempt),
+        }
+    })?;
+    let kept: BTreeSet<&str> = outcome.keys().into_iter().chain(outcome.manifest_key.as_deref()).collect();
+    let stale = record.stale_files(&kept);
+    for key in &stale {
+        target.delete(key).await?;
+    }
+    if !stale.is_empty() {
+        tracing::info!(run_id = %run.run_id, deleted = stale.len(), "deleted the files of earlier attempts");
+    }
+    Ok(stale.len())
 }

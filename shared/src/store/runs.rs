@@ -209,9 +209,16 @@ impl RunStore {
                 values.insert(":backfill".into(), s(backfill.clone()));
                 set.push_str(", backfill_id = :backfill");
             }
+            // What the earlier attempts wrote, for the attempt that completes to delete what it does not write.
+            let earlier: Vec<AttributeValue> = existing.written_by_attempts().into_iter().map(s).collect();
+            if !earlier.is_empty() {
+                values.insert(":earlier".into(), AttributeValue::L(earlier));
+                set.push_str(", earlier_files = :earlier");
+            }
             let update = Update {
                 expression: format!(
-                    "SET {set} REMOVE finished_at, records_total_count, records_completed, bytes_exported, files, manifest_key"
+                    "SET {set} REMOVE finished_at, records_total_count, records_completed, bytes_exported, files, \
+                     manifest_key, written_files"
                 ),
                 condition: "attempt = :seen_attempt AND #status = :seen_status".into(),
                 values,
@@ -262,7 +269,20 @@ impl RunStore {
         .await
     }
 
-    /// `Running` → `Completed`, with what the run wrote.
+    /// Records destination keys this attempt wrote (or is about to write), before they can be left behind.
+    pub async fn record_written(&self, run: &RunRef, keys: &[String], now: DateTime<Utc>) -> Result<Run> {
+        let keys: Vec<AttributeValue> = keys.iter().cloned().map(s).collect();
+        self.transition(
+            run,
+            "SET written_files = list_append(if_not_exists(written_files, :empty), :keys), updated_at = :now",
+            &[RunStatus::Running],
+            [(":keys", AttributeValue::L(keys)), (":empty", AttributeValue::L(Vec::new())), (":now", time(now))],
+        )
+        .await
+    }
+
+    /// `Running` → `Completed`, with what the run wrote (the keys written and earlier ones are forgotten: the
+    /// earlier ones it did not write again are deleted by then).
     pub async fn complete(&self, run: &RunRef, outcome: &ExportOutcome, now: DateTime<Utc>) -> Result<Run> {
         let keys: Vec<AttributeValue> = outcome.files.iter().map(|f| s(f.key.clone())).collect();
         let mut set = "SET #status = :completed, records_completed = :records, bytes_exported = :bytes, \
@@ -279,7 +299,7 @@ impl RunStore {
             set.push_str(", manifest_key = :manifest");
             values.push((":manifest", s(manifest.clone())));
         }
-        set.push_str(" REMOVE latest_error");
+        set.push_str(" REMOVE latest_error, written_files, earlier_files");
         self.transition(run, &set, &[RunStatus::Running], values).await
     }
 
