@@ -19,6 +19,16 @@ use chrono::{DateTime, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
+/// The settings the functions of the local stack run with (the same environment).
+pub fn settings() -> batch_exports::settings::Settings {
+    batch_exports::settings::Settings::from_env().expect("the local stack's settings")
+}
+
+/// The secrets box of the local stack's KMS key.
+pub fn secret_box(kms: aws_sdk_kms::Client) -> batch_exports::secrets::SecretBox {
+    batch_exports::secrets::SecretBox::new(kms, settings().kms_key_id().expect("BATCH_EXPORT_KMS_KEY_ID"))
+}
+
 /// A new RSA private key of `bits` bits, PKCS#8 PEM, made by openssl.
 pub fn rsa_key_pem(bits: u32) -> String {
     let out = Command::new("openssl")
@@ -394,10 +404,8 @@ impl Api {
     /// A new team with its own API key.
     pub async fn new_team(team: i64) -> Api {
         let base = local_stack().await;
-        let keys = batch_exports::store::ApiKeyStore::new(
-            aws_sdk_dynamodb::Client::new(&base),
-            batch_exports::store::Tables::from_env().api_keys,
-        );
+        let keys =
+            batch_exports::store::ApiKeyStore::new(aws_sdk_dynamodb::Client::new(&base), settings().tables.api_keys);
         let (key, _) = keys.create(team, "tests", Utc::now()).await.unwrap();
         let url = std::env::var("BATCH_EXPORT_API_URL")
             .expect("BATCH_EXPORT_API_URL is not set: run the tests with scripts/test.sh, which serves the API");
@@ -520,7 +528,7 @@ pub async fn raw_export_item(
     use aws_sdk_dynamodb::types::AttributeValue;
     aws_sdk_dynamodb::Client::new(&local_stack().await)
         .get_item()
-        .table_name(batch_exports::store::Tables::from_env().exports)
+        .table_name(settings().tables.exports)
         .key("team_id", AttributeValue::N(team.to_string()))
         .key("id", AttributeValue::S(id.to_string()))
         .send()

@@ -205,14 +205,17 @@ impl S3DestinationConfig {
         self.max_file_size_mb.filter(|mb| *mb > 0).map(|mb| mb.saturating_mul(1024 * 1024))
     }
 
-    /// Checks every rule; the first broken one is returned, naming its field.
+    /// Checks every rule; the first broken one is returned, naming its field. Where `endpoint_url` points is
+    /// checked against metadata addresses only: the API checks it under the deployment's policy
+    /// ([`S3DestinationConfig::validate_with_stored`]), and every connection is checked when made.
     pub fn validate(&self) -> Result<()> {
-        self.validate_with_stored(&[])
+        self.validate_with_stored(&[], EndpointPolicy::PRIVATE_ALLOWED)
     }
 
     /// [`S3DestinationConfig::validate`] for a config whose secret fields may be unset because the export
-    /// keeps them stored (`stored` names them: a patch that does not mention the credentials).
-    pub fn validate_with_stored(&self, stored: &[String]) -> Result<()> {
+    /// keeps them stored (`stored` names them: a patch that does not mention the credentials), with
+    /// `endpoint_url` checked under `policy`.
+    pub fn validate_with_stored(&self, stored: &[String], policy: EndpointPolicy) -> Result<()> {
         validate_bucket_name(&self.bucket_name, self.endpoint_url.is_some())?;
         validate_region(&self.region)?;
         validate_prefix(&self.prefix)?;
@@ -256,7 +259,7 @@ impl S3DestinationConfig {
             _ => {}
         }
         if let Some(url) = &self.endpoint_url {
-            EndpointPolicy::from_env().check_url("endpoint_url", url, false)?;
+            policy.check_url("endpoint_url", url, false)?;
         }
         if let Some(mb) = self.max_file_size_mb {
             if !(1..=MAX_FILE_SIZE_MB).contains(&mb) {

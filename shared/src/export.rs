@@ -44,38 +44,7 @@ impl Default for EngineSettings {
     }
 }
 
-pub(crate) fn env_number(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Ok(v) => v.trim().parse().map_err(|_| ExportError::config(name, format!("`{v}` is not a whole number"))),
-        Err(_) => Ok(default),
-    }
-}
-
 impl EngineSettings {
-    /// Reads `BATCH_EXPORT_BATCH_SIZE`, `BATCH_EXPORT_PART_SIZE_MB`, `BATCH_EXPORT_MAX_PARTS_IN_FLIGHT`,
-    /// `BATCH_EXPORT_ROW_GROUP_MB`, `BATCH_EXPORT_DEDUPE_BUFFER_ROWS` and `BATCH_EXPORT_SPILL_DIR`.
-    pub fn from_env() -> Result<Self> {
-        let d = EngineSettings::default();
-        let settings = EngineSettings {
-            batch_size: env_number("BATCH_EXPORT_BATCH_SIZE", d.batch_size)?,
-            upload: UploadSettings {
-                part_size: env_number("BATCH_EXPORT_PART_SIZE_MB", d.upload.part_size >> 20)? << 20,
-                max_parts_in_flight: env_number("BATCH_EXPORT_MAX_PARTS_IN_FLIGHT", d.upload.max_parts_in_flight)?,
-            },
-            parquet: ParquetSettings {
-                max_row_group_rows: d.parquet.max_row_group_rows,
-                max_row_group_bytes: env_number("BATCH_EXPORT_ROW_GROUP_MB", d.parquet.max_row_group_bytes >> 20)?
-                    << 20,
-            },
-            dedupe: DedupeSettings {
-                buffer_rows: env_number("BATCH_EXPORT_DEDUPE_BUFFER_ROWS", d.dedupe.buffer_rows)?,
-                spill_dir: std::env::var_os("BATCH_EXPORT_SPILL_DIR").map(Into::into),
-            },
-        };
-        settings.validate()?;
-        Ok(settings)
-    }
-
     pub fn validate(&self) -> Result<()> {
         if self.upload.part_size < MIN_PART_SIZE_BYTES {
             return Err(ExportError::config(

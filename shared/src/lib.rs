@@ -23,6 +23,7 @@ pub mod runs;
 pub mod s3;
 pub mod schedules;
 pub mod secrets;
+pub mod settings;
 pub mod steps;
 pub mod store;
 pub mod synthetic;

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use crate::error::{ExportError, Result};
 
 /// The setting that allows private endpoints.
-pub const ALLOW_PRIVATE_ENDPOINTS: &str = "BATCH_EXPORT_ALLOW_PRIVATE_ENDPOINTS";
 
 /// Which addresses user-given endpoints may reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -27,11 +26,9 @@ pub struct EndpointPolicy {
 }
 
 impl EndpointPolicy {
-    /// `BATCH_EXPORT_ALLOW_PRIVATE_ENDPOINTS` (`true`/`1` allows private endpoints; default off).
-    pub fn from_env() -> Self {
-        let value = std::env::var(ALLOW_PRIVATE_ENDPOINTS).unwrap_or_default();
-        EndpointPolicy { allow_private: matches!(value.trim(), "true" | "1") }
-    }
+    /// Private endpoints allowed (metadata addresses never): the check of a config's structure, where the
+    /// deployment's policy is applied elsewhere (at the API, and to every connection).
+    pub const PRIVATE_ALLOWED: EndpointPolicy = EndpointPolicy { allow_private: true };
 
     /// Why `ip` may not be reached, if it may not.
     pub fn refusal(&self, ip: IpAddr) -> Option<&'static str> {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aws_error::classify_sdk_error;
 use crate::error::{ExportError, Result};
-use crate::export::{env_number, ExportOutcome, WrittenFile};
+use crate::export::{ExportOutcome, WrittenFile};
 use crate::lake::{LakeObject, RowPlan};
 use crate::runs::RunRef;
 
@@ -29,21 +29,6 @@ pub struct ChunkLimits {
 impl Default for ChunkLimits {
     fn default() -> Self {
         ChunkLimits { max_rows: 10_000_000, max_bytes: 2048 << 20 }
-    }
-}
-
-impl ChunkLimits {
-    /// `BATCH_EXPORT_CHUNK_MAX_ROWS` (default 10,000,000) and `BATCH_EXPORT_CHUNK_MAX_MB` (default 2048).
-    pub fn from_env() -> Result<Self> {
-        let d = ChunkLimits::default();
-        let limits = ChunkLimits {
-            max_rows: env_number("BATCH_EXPORT_CHUNK_MAX_ROWS", d.max_rows as usize)? as u64,
-            max_bytes: (env_number("BATCH_EXPORT_CHUNK_MAX_MB", (d.max_bytes >> 20) as usize)? as u64) << 20,
-        };
-        if limits.max_rows == 0 || limits.max_bytes == 0 {
-            return Err(ExportError::config("BATCH_EXPORT_CHUNK_MAX_ROWS", "chunk limits must be greater than 0"));
-        }
-        Ok(limits)
     }
 }
 

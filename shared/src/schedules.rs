@@ -17,11 +17,10 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::aws_error::classify_sdk_error;
 use crate::error::{ExportError, Result};
-use crate::export::env_number;
 use crate::exports::{parse_timezone, BatchExport, ExportInterval};
 use crate::store::{ExportStore, StoredExport};
 
-/// Where schedules go and what they start, from the environment.
+/// Where schedules go and what they start (from [`crate::settings::Settings::schedule_settings`]).
 #[derive(Debug, Clone)]
 pub struct ScheduleSettings {
     /// `BATCH_EXPORT_SCHEDULE_GROUP` (default `batch-exports`).
@@ -32,33 +31,6 @@ pub struct ScheduleSettings {
     pub role_arn: String,
     /// `BATCH_EXPORT_SCHEDULE_DELAY_MINUTES` (default 1, at most 4): minutes after each interval end.
     pub delay_minutes: u32,
-}
-
-impl ScheduleSettings {
-    pub fn from_env() -> Result<Self> {
-        let required = |name: &str| std::env::var(name).map_err(|_| ExportError::config(name, "is not set"));
-        Ok(ScheduleSettings {
-            group: group_from_env(),
-            target_arn: required("BATCH_EXPORT_SCHEDULE_TARGET_ARN")?,
-            role_arn: required("BATCH_EXPORT_SCHEDULER_ROLE_ARN")?,
-            delay_minutes: delay_minutes_from_env()?,
-        })
-    }
-}
-
-/// `BATCH_EXPORT_SCHEDULE_GROUP` (default `batch-exports`).
-fn group_from_env() -> String {
-    std::env::var("BATCH_EXPORT_SCHEDULE_GROUP").unwrap_or_else(|_| "batch-exports".into())
-}
-
-/// `BATCH_EXPORT_SCHEDULE_DELAY_MINUTES` (default 1, at most 4).
-fn delay_minutes_from_env() -> Result<u32> {
-    let delay = env_number("BATCH_EXPORT_SCHEDULE_DELAY_MINUTES", 1)?;
-    if delay > 4 {
-        // A larger delay would run into the next 5-minute interval.
-        return Err(ExportError::config("BATCH_EXPORT_SCHEDULE_DELAY_MINUTES", "must be at most 4"));
-    }
-    Ok(delay as u32)
 }
 
 /// A schedule's name: `batch-export-{export id}`.
@@ -289,9 +261,8 @@ pub struct ExistingSchedules {
 }
 
 impl ExistingSchedules {
-    /// Reads `BATCH_EXPORT_SCHEDULE_GROUP` and `BATCH_EXPORT_SCHEDULE_DELAY_MINUTES`, as [`ScheduleSettings`].
-    pub fn from_env(client: aws_sdk_scheduler::Client) -> Result<Self> {
-        Ok(ExistingSchedules { client, group: group_from_env(), delay_minutes: delay_minutes_from_env()? })
+    pub fn new(client: aws_sdk_scheduler::Client, group: impl Into<String>, delay_minutes: u32) -> Self {
+        ExistingSchedules { client, group: group.into(), delay_minutes }
     }
 
     /// Makes the export's schedule agree with its item ([`converge`]), keeping the schedule's target; a missing

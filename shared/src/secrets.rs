@@ -35,13 +35,6 @@ impl SecretBox {
         SecretBox { client, key_id: key_id.into() }
     }
 
-    /// `BATCH_EXPORT_KMS_KEY_ID` (a key id, ARN or alias).
-    pub fn from_env(client: aws_sdk_kms::Client) -> Result<Self> {
-        let key_id = std::env::var("BATCH_EXPORT_KMS_KEY_ID")
-            .map_err(|_| ExportError::config("BATCH_EXPORT_KMS_KEY_ID", "is not set"))?;
-        Ok(SecretBox::new(client, key_id))
-    }
-
     /// The item form of an export: its JSON with every secret field moved, encrypted, to `encrypted_secrets`.
     pub async fn seal(&self, export: &BatchExport) -> Result<Value> {
         let mut item = serde_json::to_value(export).map_err(|e| ExportError::Internal(format!("export JSON: {e}")))?;

@@ -9,11 +9,10 @@ use aws_sdk_scheduler::types::ScheduleState;
 use batch_exports::exports::Destination;
 use batch_exports::runs::{Run, RunStatus};
 use batch_exports::schedules::schedule_name;
-use batch_exports::secrets::SecretBox;
-use batch_exports::store::{ExportStore, RunStore, Tables};
+use batch_exports::store::{ExportStore, RunStore};
 use batch_exports::Interval;
 use chrono::{DateTime, Duration, Utc};
-use integration_tests::{function_logs, local_stack, raw_export_item, Api, ApiInstance};
+use integration_tests::{function_logs, local_stack, raw_export_item, secret_box, settings, Api, ApiInstance};
 use serde_json::{json, Value};
 
 static NEXT: AtomicI64 = AtomicI64::new(0);
@@ -223,7 +222,7 @@ async fn runs_are_listed_newest_first_in_pages_and_can_be_retried_and_cancelled(
     let (_, created) = api.call("POST", &api.path(""), Some(s3_export("runs", "api-exports"))).await;
     let id = created["id"].as_str().unwrap().to_string();
     let base = local_stack().await;
-    let runs = RunStore::new(aws_sdk_dynamodb::Client::new(&base), Tables::from_env().runs);
+    let runs = RunStore::new(aws_sdk_dynamodb::Client::new(&base), settings().tables.runs);
     // Five hourly runs: four failed, the newest still running.
     let first = t("2026-11-01T00:00:00Z");
     let mut records = Vec::new();
@@ -350,11 +349,7 @@ async fn bigquery_exports_are_configured_over_the_api_with_a_write_only_key() {
 async fn export_store() -> ExportStore {
     let base = local_stack().await;
     let kms = aws_sdk_kms::Client::new(&base);
-    ExportStore::new(
-        aws_sdk_dynamodb::Client::new(&base),
-        Tables::from_env().exports,
-        SecretBox::from_env(kms).unwrap(),
-    )
+    ExportStore::new(aws_sdk_dynamodb::Client::new(&base), settings().tables.exports, secret_box(kms))
 }
 
 /// A patch keeps the stored secrets it does not mention, replaces the ones it sets and removes the ones it sets

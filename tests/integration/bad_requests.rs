@@ -4,10 +4,10 @@
 //! catalogue's size.
 
 use batch_exports::runs::{Run, RunStatus};
-use batch_exports::store::{Begin, RunStore, Tables};
+use batch_exports::store::{Begin, RunStore};
 use batch_exports::Interval;
 use chrono::{Duration, DurationRound, Utc};
-use integration_tests::{local_stack, rsa_key_pem, Api};
+use integration_tests::{local_stack, rsa_key_pem, settings, Api};
 use serde_json::{json, Value};
 
 use crate::api::unique_team;
@@ -359,7 +359,7 @@ async fn every_bad_request_is_a_4xx_that_names_the_problem() {
     let (status, created) = api.call("POST", &api.path(""), Some(bq.clone())).await;
     assert_eq!(status, 201, "{created}");
     let bq_id = created["id"].as_str().unwrap().to_string();
-    let runs = RunStore::new(aws_sdk_dynamodb::Client::new(&local_stack().await), Tables::from_env().runs);
+    let runs = RunStore::new(aws_sdk_dynamodb::Client::new(&local_stack().await), settings().tables.runs);
     let end = Utc::now().duration_trunc(Duration::hours(1)).unwrap() - Duration::hours(1);
     let run = Run::new(&id, api.team, Interval::new(end - Duration::hours(1), end).unwrap(), None, None, Utc::now());
     let Begin::Started(run) = runs.begin(run, Duration::hours(3), Utc::now()).await.unwrap() else { panic!("a run") };

@@ -15,12 +15,11 @@ use batch_exports::exports::{BatchExport, Destination, ExportInterval};
 use batch_exports::network::{guarded_reqwest_client, EndpointPolicy};
 use batch_exports::persons::{read_persons, PersonRow};
 use batch_exports::runs::RunStatus;
-use batch_exports::secrets::SecretBox;
-use batch_exports::store::{ExportStore, RunStore, Tables};
+use batch_exports::store::{ExportStore, RunStore};
 use batch_exports::synthetic::SyntheticEvents;
 use batch_exports::{ExportError, Interval};
 use chrono::{Duration, Utc};
-use integration_tests::{execute_machine, public_key_pem, rsa_key_pem, Api};
+use integration_tests::{execute_machine, public_key_pem, rsa_key_pem, secret_box, settings, Api};
 use serde_json::{json, Value};
 
 use crate::persons::MovedIds;
@@ -458,13 +457,9 @@ async fn events_runs_go_through_the_state_machine_to_bigquery_and_a_refused_one_
     lake.add(team, interval.start, "events.jsonl.zst", rows).await;
     let expected = lake.expected(team, &interval, |_| true);
 
-    let tables = Tables::from_env();
+    let tables = settings().tables;
     let dynamodb = aws_sdk_dynamodb::Client::new(&base);
-    let exports = ExportStore::new(
-        dynamodb.clone(),
-        tables.exports,
-        SecretBox::from_env(aws_sdk_kms::Client::new(&base)).unwrap(),
-    );
+    let exports = ExportStore::new(dynamodb.clone(), tables.exports, secret_box(aws_sdk_kms::Client::new(&base)));
     let runs = RunStore::new(dynamodb, tables.runs);
     let dataset = emulator.create_dataset().await;
     for (name, dataset) in [("ok", dataset.clone()), ("missing", "no_such_dataset".to_string())] {

@@ -10,10 +10,10 @@ use batch_exports::exports::BatchExport;
 use batch_exports::schedules::{
     schedule_expression, schedule_input, schedule_name, schedule_timezone, ScheduleSettings,
 };
-use batch_exports::store::{ExportStore, RunStore, Tables};
+use batch_exports::store::{ExportStore, RunStore};
 use batch_exports::ExportError;
 use chrono::Utc;
-use integration_tests::{local_stack, Api, ApiInstance, FaultProxy};
+use integration_tests::{local_stack, secret_box, settings, Api, ApiInstance, FaultProxy};
 use serde_json::{json, Value};
 
 use crate::api::unique_team;
@@ -28,11 +28,11 @@ struct Stack {
 impl Stack {
     async fn new() -> Stack {
         let base = local_stack().await;
-        let secrets = batch_exports::secrets::SecretBox::from_env(aws_sdk_kms::Client::new(&base)).unwrap();
+        let secrets = secret_box(aws_sdk_kms::Client::new(&base));
         Stack {
-            exports: ExportStore::new(aws_sdk_dynamodb::Client::new(&base), Tables::from_env().exports, secrets),
+            exports: ExportStore::new(aws_sdk_dynamodb::Client::new(&base), settings().tables.exports, secrets),
             scheduler: aws_sdk_scheduler::Client::new(&base),
-            settings: ScheduleSettings::from_env().unwrap(),
+            settings: settings().schedule_settings().unwrap(),
         }
     }
 
@@ -238,7 +238,7 @@ async fn executions_of(export_id: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schedule_left_behind_fires_no_run_and_is_put_right() {
     let (api, stack) = (Api::new_team(unique_team()).await, Stack::new().await);
-    let runs = RunStore::new(aws_sdk_dynamodb::Client::new(&local_stack().await), Tables::from_env().runs);
+    let runs = RunStore::new(aws_sdk_dynamodb::Client::new(&local_stack().await), settings().tables.runs);
 
     // Deleted: only the item goes, the schedule stays ENABLED.
     let (gone, _) = create(&api, "deleted behind the schedule's back").await;

@@ -15,11 +15,10 @@ use batch_exports::model::Model;
 use batch_exports::persons::{export_persons, latest_per_distinct_id, PersonChange};
 use batch_exports::runs::RunStatus;
 use batch_exports::s3::{destination_client, S3Target};
-use batch_exports::secrets::SecretBox;
-use batch_exports::store::{ExportStore, RunStore, Tables};
+use batch_exports::store::{ExportStore, RunStore};
 use batch_exports::{Compression, FileFormat, Interval, LakeStore, S3DestinationConfig};
 use chrono::{DateTime, Duration, Utc};
-use integration_tests::{execute_machine, get_bytes, local_stack, new_bucket, s3};
+use integration_tests::{execute_machine, get_bytes, local_stack, new_bucket, s3, secret_box, settings};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{json, Value};
 
@@ -117,7 +116,7 @@ async fn moved_distinct_ids_take_their_new_persons_latest_properties_in_both_for
         let mut config = S3DestinationConfig::new(&destination);
         config.prefix = format!("{format:?}/");
         config.file_format = format;
-        let target = S3Target::new(destination_client(&base, &config), &config);
+        let target = S3Target::new(destination_client(&base, &config, settings().endpoints), &config);
         let outcome = export_persons(&lake, &target, team, &moved.all(), &config).await.unwrap();
         let bytes = get_bytes(&client, &destination, &outcome.files[0].key).await;
         let rows: Vec<(String, String, i64, Value)> = match format {
@@ -208,7 +207,7 @@ async fn a_persons_run_writes_one_row_per_distinct_id_that_reads_back_with_the_s
         config.prefix = "{table}/".into();
         config.file_format = format;
         config.compression = compression;
-        let target = S3Target::new(destination_client(&base, &config), &config);
+        let target = S3Target::new(destination_client(&base, &config, settings().endpoints), &config);
         let outcome = export_persons(&lake, &target, team, &interval, &config).await.unwrap();
         assert_eq!(outcome.records, 3);
         let key = &outcome.files[0].key;
@@ -292,9 +291,9 @@ async fn a_persons_export_runs_through_the_state_machine() {
     let mut export =
         BatchExport::new(format!("persons-{team}"), team, "persons", Destination::S3(config), ExportInterval::Hour);
     export.model = Model::Persons;
-    let tables = Tables::from_env();
+    let tables = settings().tables;
     let dynamodb = aws_sdk_dynamodb::Client::new(&base);
-    let secrets = SecretBox::from_env(aws_sdk_kms::Client::new(&base)).unwrap();
+    let secrets = secret_box(aws_sdk_kms::Client::new(&base));
     ExportStore::new(dynamodb.clone(), tables.exports, secrets).put(&export).await.unwrap();
 
     let input = json!({"team_id": team, "export_id": export.id, "data_interval_start": start,

@@ -85,7 +85,10 @@ async fn every_format_and_compression_round_trips_100k_events() {
         config.compression = compression;
         config.prefix = format!("{}-{}/{{table}}/", format.extension(), compression.map_or("none", |c| c.name()));
         config.max_file_size_mb = Some(40);
-        let sink = FileSink::S3(S3Target::new(destination_client(&base, &config), &config));
+        let sink = FileSink::S3(S3Target::new(
+            destination_client(&base, &config, integration_tests::settings().endpoints),
+            &config,
+        ));
         let outcome = export_events(&lake.store(), &sink, TEAM, interval, &config, &settings()).await.unwrap();
         assert_exported(&client, &destination, &outcome, &config, &expected).await;
 
@@ -147,7 +150,9 @@ async fn a_failed_part_aborts_the_upload() {
     let destination = new_bucket(&client, "exports").await;
     let config = S3DestinationConfig::new(&destination);
     let failing = aws_sdk_s3::Client::from_conf(
-        destination_client_config(&base, &config, EndpointPolicy::from_env()).interceptor(FailUploadPart(3)).build(),
+        destination_client_config(&base, &config, integration_tests::settings().endpoints)
+            .interceptor(FailUploadPart(3))
+            .build(),
     );
     let sink = FileSink::S3(S3Target::new(failing, &config));
     let interval = Interval::new(hour(10), hour(11)).unwrap();
@@ -179,7 +184,10 @@ async fn a_malformed_row_after_uploaded_parts_fails_the_run_and_aborts_the_uploa
 
     let destination = new_bucket(&client, "exports").await;
     let config = S3DestinationConfig::new(&destination);
-    let sink = FileSink::S3(S3Target::new(destination_client(&base, &config), &config));
+    let sink = FileSink::S3(S3Target::new(
+        destination_client(&base, &config, integration_tests::settings().endpoints),
+        &config,
+    ));
     let interval = Interval::new(hour(10), hour(11)).unwrap();
     let error = export_events(&lake.store(), &sink, TEAM, interval, &config, &settings()).await.unwrap_err();
     match &error {
@@ -201,7 +209,10 @@ async fn malformed_lake_rows_are_named_by_key_and_line_or_row() {
     let client = s3(&base);
     let destination = new_bucket(&client, "exports").await;
     let config = S3DestinationConfig::new(&destination);
-    let sink = FileSink::S3(S3Target::new(destination_client(&base, &config), &config));
+    let sink = FileSink::S3(S3Target::new(
+        destination_client(&base, &config, integration_tests::settings().endpoints),
+        &config,
+    ));
     let interval = Interval::new(hour(10), hour(11)).unwrap();
     let mut gen = SyntheticEvents::new(5, TEAM);
 
@@ -282,7 +293,10 @@ async fn a_missing_bucket_is_not_retryable() {
     )
     .await;
     let config = S3DestinationConfig::new("no-such-bucket-anywhere");
-    let sink = FileSink::S3(S3Target::new(destination_client(&base, &config), &config));
+    let sink = FileSink::S3(S3Target::new(
+        destination_client(&base, &config, integration_tests::settings().endpoints),
+        &config,
+    ));
     let interval = Interval::new(hour(10), hour(11)).unwrap();
     let error = export_events(&lake.store(), &sink, TEAM, interval, &config, &settings()).await.unwrap_err();
     assert!(matches!(&error, ExportError::BucketNotFound { bucket } if bucket == "no-such-bucket-anywhere"), "{error}");
@@ -304,7 +318,10 @@ async fn an_unreachable_custom_endpoint_is_not_retryable() {
     .await;
     let mut config = S3DestinationConfig::new("bucket");
     config.endpoint_url = Some("http://127.0.0.1:9".into());
-    let sink = FileSink::S3(S3Target::new(destination_client(&base, &config), &config));
+    let sink = FileSink::S3(S3Target::new(
+        destination_client(&base, &config, integration_tests::settings().endpoints),
+        &config,
+    ));
     let interval = Interval::new(hour(10), hour(11)).unwrap();
     let error = export_events(&lake.store(), &sink, TEAM, interval, &config, &settings()).await.unwrap_err();
     assert!(matches!(error, ExportError::EndpointUnreachable { .. }), "{error}");
@@ -328,7 +345,10 @@ async fn re_running_an_interval_writes_the_same_keys_and_content() {
     config.compression = Some(Compression::Gzip);
     config.max_file_size_mb = Some(1);
     config.prefix = "{year}-{month}-{day}_{table}/".into();
-    let sink = FileSink::S3(S3Target::new(destination_client(&base, &config), &config));
+    let sink = FileSink::S3(S3Target::new(
+        destination_client(&base, &config, integration_tests::settings().endpoints),
+        &config,
+    ));
     let interval = Interval::new(hour(10), hour(11)).unwrap();
     let mut contents = Vec::new();
     for _ in 0..2 {
@@ -378,7 +398,10 @@ async fn event_filters_and_encryption() {
         config.exclude_events = exclude.iter().map(|s| s.to_string()).collect();
         config.encryption = encryption;
         config.kms_key_id = kms.map(str::to_string);
-        let sink = FileSink::S3(S3Target::new(destination_client(&base, &config), &config));
+        let sink = FileSink::S3(S3Target::new(
+            destination_client(&base, &config, integration_tests::settings().endpoints),
+            &config,
+        ));
         let outcome = export_events(&lake.store(), &sink, TEAM, interval, &config, &settings()).await.unwrap();
         let expected =
             lake.expected(TEAM, &interval, |e| (include.is_empty() || include.contains(&e)) && !exclude.contains(&e));
@@ -433,7 +456,7 @@ async fn custom_endpoints_addressing_styles_and_static_credentials() {
         .unwrap();
         let capture = std::sync::Arc::new(CaptureRequest::default());
         let client = aws_sdk_s3::Client::from_conf(
-            destination_client_config(&base, &config, EndpointPolicy::from_env())
+            destination_client_config(&base, &config, integration_tests::settings().endpoints)
                 .interceptor(SharedCapture(capture.clone()))
                 .build(),
         );

@@ -9,14 +9,13 @@ use batch_exports::config::{Compression, FileFormat};
 use batch_exports::exports::{BatchExport, Destination, ExportInterval};
 use batch_exports::runs::{Run, RunStatus};
 use batch_exports::schedules::{schedule_name, ScheduleSettings, Schedules};
-use batch_exports::secrets::SecretBox;
-use batch_exports::store::{Begin, ExportStore, RunStore, Tables};
+use batch_exports::store::{Begin, ExportStore, RunStore};
 use batch_exports::synthetic::SyntheticEvents;
 use batch_exports::{Interval, S3DestinationConfig};
 use chrono::{DateTime, Duration, Utc};
 use integration_tests::{
     assert_files_hold, execute_machine, function_logs, get_bytes, list_keys, local_stack, new_bucket, raw_export_item,
-    s3, Api, Execution, ExportedRow, FaultProxy, Lake,
+    s3, secret_box, settings, Api, Execution, ExportedRow, FaultProxy, Lake,
 };
 use serde_json::{json, Value};
 
@@ -48,14 +47,10 @@ async fn stack() -> Stack {
         "AWS_ENDPOINT_URL_LAMBDA is not set: run the tests with scripts/test.sh, which serves the functions"
     );
     let dynamodb = aws_sdk_dynamodb::Client::new(&base);
-    let tables = Tables::from_env();
+    let tables = settings().tables;
     Stack {
         s3: s3(&base),
-        exports: ExportStore::new(
-            dynamodb.clone(),
-            tables.exports,
-            SecretBox::from_env(aws_sdk_kms::Client::new(&base)).unwrap(),
-        ),
+        exports: ExportStore::new(dynamodb.clone(), tables.exports, secret_box(aws_sdk_kms::Client::new(&base))),
         runs: RunStore::new(dynamodb, tables.runs),
     }
 }

@@ -16,6 +16,7 @@ use crate::backfills::Backfill;
 use crate::config::MAX_NAME_CHARS;
 use crate::exports::{parse_timezone, BatchExport, Destination, ExportInterval};
 use crate::model::Model;
+use crate::network::EndpointPolicy;
 use crate::runs::Run;
 
 /// Backfills run at most this many intervals at once.
@@ -256,7 +257,7 @@ impl CreateExport {
     /// `stored` names the secret fields the export keeps stored (and the body does not replace). A new or
     /// changed `end_at` must be ahead of now (an export that ends in the past would never run; the past is a
     /// backfill's job); a `start_at` in the past is fine (runs start with the next interval).
-    pub fn apply(self, export: &mut BatchExport, stored: &[String]) -> Result<(), ApiError> {
+    pub fn apply(self, export: &mut BatchExport, stored: &[String], policy: EndpointPolicy) -> Result<(), ApiError> {
         let previous_end = export.end_at;
         export.name = self.name;
         export.model = self.model;
@@ -265,7 +266,7 @@ impl CreateExport {
         export.timezone = self.timezone.unwrap_or_else(|| "UTC".into());
         export.start_at = self.start_at;
         export.end_at = self.end_at;
-        check_export(export, stored)?;
+        check_export(export, stored, policy)?;
         match export.end_at {
             Some(end) if export.end_at != previous_end && end <= Utc::now() => {
                 Err(ApiError::validation("end_at", "must be in the future (the past is a backfill's job)"))
@@ -275,8 +276,9 @@ impl CreateExport {
     }
 }
 
-/// The rules across fields of an export; `stored` names the secret fields kept from the stored export.
-pub fn check_export(export: &BatchExport, stored: &[String]) -> Result<(), ApiError> {
+/// The rules across fields of an export; `stored` names the secret fields kept from the stored export, and
+/// `policy` says where user-given endpoints may point.
+pub fn check_export(export: &BatchExport, stored: &[String], policy: EndpointPolicy) -> Result<(), ApiError> {
     if export.name.trim().is_empty() {
         return Err(ApiError::validation("name", "must not be empty"));
     }
@@ -292,8 +294,8 @@ pub fn check_export(export: &BatchExport, stored: &[String]) -> Result<(), ApiEr
         }
     }
     let checked = match &export.destination {
-        Destination::S3(config) => config.validate_with_stored(stored),
-        Destination::BigQuery(config) => config.validate_with_stored(stored),
+        Destination::S3(config) => config.validate_with_stored(stored, policy),
+        Destination::BigQuery(config) => config.validate_with_stored(stored, policy),
     };
     checked.map_err(|e| match e {
         crate::ExportError::InvalidConfig { field, reason } => {
@@ -457,7 +459,7 @@ mod tests {
         match parse::<CreateExport>(body.as_bytes(), Shape::EXPORT).and_then(|b| {
             let mut e =
                 BatchExport::new("e", 1, "x", Destination::S3(S3DestinationConfig::new("b-b-b")), ExportInterval::Hour);
-            b.apply(&mut e, &[])
+            b.apply(&mut e, &[], EndpointPolicy::default())
         }) {
             Err(ApiError::Validation { attr, .. }) => attr,
             other => panic!("{body}: {other:?}"),
@@ -507,7 +509,8 @@ mod tests {
             format!(r#"{{"name": "n", {OK}, "start_at": "{}"{end}}}"#, start.to_rfc3339())
         };
         let apply = |body: &str, export: &mut BatchExport| {
-            parse::<CreateExport>(body.as_bytes(), Shape::EXPORT).and_then(|b| b.apply(export, &[]))
+            parse::<CreateExport>(body.as_bytes(), Shape::EXPORT)
+                .and_then(|b| b.apply(export, &[], EndpointPolicy::default()))
         };
         let mut export =
             BatchExport::new("e", 1, "x", Destination::S3(S3DestinationConfig::new("b-b-b")), ExportInterval::Hour);
@@ -519,7 +522,11 @@ mod tests {
         let end = now - chrono::Duration::hours(1);
         export.end_at = Some(end);
         let patch = format!(r#"{{"name": "renamed", "end_at": "{}"}}"#, end.to_rfc3339());
-        merge_patch(&export, patch.as_bytes()).unwrap().body.apply(&mut export, &[]).unwrap();
+        merge_patch(&export, patch.as_bytes())
+            .unwrap()
+            .body
+            .apply(&mut export, &[], EndpointPolicy::default())
+            .unwrap();
         assert_eq!(export.name, "renamed");
     }
 

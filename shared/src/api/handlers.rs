@@ -95,7 +95,7 @@ async fn create_export(services: &ApiServices, team_id: i64, body: &[u8]) -> Ans
         placeholder,
         crate::exports::ExportInterval::Hour,
     );
-    body.apply(&mut export, &[])?;
+    body.apply(&mut export, &[], services.endpoints)?;
     if paused {
         export.paused = true;
         export.last_paused_at = Some(export.created_at);
@@ -125,7 +125,7 @@ async fn patch_export(services: &ApiServices, team_id: i64, id: &str, body: &[u8
         // The stored secrets the patch leaves alone stay; the ones it sets or nulls are replaced or removed.
         let keep: Vec<String> =
             stored.sealed_fields().into_iter().filter(|f| !merged.mentioned_secrets.contains(f)).collect();
-        merged.body.apply(&mut export, &keep)?;
+        merged.body.apply(&mut export, &keep, services.endpoints)?;
         if let Some(written) = services.exports.replace(&export, &stored, &keep).await? {
             return Ok((200, export_view(&services.schedules.converge(&services.exports, written).await?)));
         }

@@ -22,9 +22,11 @@ use aws_config::BehaviorVersion;
 use serde_json::Value;
 
 use crate::error::Result;
-use crate::schedules::{ScheduleSettings, Schedules};
+use crate::network::EndpointPolicy;
+use crate::schedules::Schedules;
 use crate::secrets::SecretBox;
-use crate::store::{ApiKeyStore, BackfillStore, ExportStore, RunStore, Tables};
+use crate::settings::Settings;
+use crate::store::{ApiKeyStore, BackfillStore, ExportStore, RunStore};
 
 /// An HTTP request, as far as the API looks at it.
 #[derive(Debug, Clone, Default)]
@@ -64,28 +66,32 @@ pub struct ApiServices {
     pub export_state_machine_arn: Option<String>,
     /// The backfill state machine (`BATCH_EXPORT_BACKFILL_STATE_MACHINE_ARN`), started for every backfill.
     pub backfill_state_machine_arn: Option<String>,
+    /// Where user-given endpoints may point.
+    pub endpoints: EndpointPolicy,
 }
 
 impl ApiServices {
-    /// The tables ([`Tables::from_env`]), `BATCH_EXPORT_KMS_KEY_ID`, the schedule settings
-    /// ([`ScheduleSettings::from_env`]) and the two state machine ARNs. AWS clients honour `AWS_ENDPOINT_URL`.
+    /// The services as [`Settings`] configure them (the tables, the KMS key, the schedule settings, the two state
+    /// machines, the endpoint policy). AWS clients honour `AWS_ENDPOINT_URL`.
     pub async fn from_env() -> Result<Self> {
+        let settings = Settings::from_env()?;
         let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-        let tables = Tables::from_env();
+        let tables = settings.tables.clone();
         Ok(ApiServices {
             exports: ExportStore::new(
                 dynamodb.clone(),
                 tables.exports,
-                SecretBox::from_env(aws_sdk_kms::Client::new(&aws))?,
+                SecretBox::new(aws_sdk_kms::Client::new(&aws), settings.kms_key_id()?),
             ),
             runs: RunStore::new(dynamodb.clone(), tables.runs),
             backfills: BackfillStore::new(dynamodb.clone(), tables.backfills),
             api_keys: ApiKeyStore::new(dynamodb, tables.api_keys),
-            schedules: Schedules::new(aws_sdk_scheduler::Client::new(&aws), ScheduleSettings::from_env()?),
+            schedules: Schedules::new(aws_sdk_scheduler::Client::new(&aws), settings.schedule_settings()?),
             sfn: aws_sdk_sfn::Client::new(&aws),
-            export_state_machine_arn: std::env::var("BATCH_EXPORT_STATE_MACHINE_ARN").ok(),
-            backfill_state_machine_arn: std::env::var("BATCH_EXPORT_BACKFILL_STATE_MACHINE_ARN").ok(),
+            export_state_machine_arn: settings.state_machine_arn,
+            backfill_state_machine_arn: settings.backfill_state_machine_arn,
+            endpoints: settings.endpoints,
         })
     }
 }

@@ -12,6 +12,7 @@ use super::{backfill_view, export_view, run_view, ApiError, ROUTES};
 use crate::backfills::Backfill;
 use crate::exports::{BatchExport, Destination, ExportInterval};
 use crate::model::Interval;
+use crate::network::EndpointPolicy;
 use crate::runs::Run;
 use crate::S3DestinationConfig;
 
@@ -89,9 +90,13 @@ fn request_examples_pass_validation() {
     let schemas = &doc["components"]["schemas"];
     let body = serde_json::to_vec(&schemas["ExportCreate"]["example"]).unwrap();
     let mut export = sample_export();
-    parse::<CreateExport>(&body, Shape::EXPORT).unwrap().apply(&mut export, &[]).unwrap();
+    parse::<CreateExport>(&body, Shape::EXPORT).unwrap().apply(&mut export, &[], EndpointPolicy::default()).unwrap();
     let patch = serde_json::to_vec(&schemas["ExportPatch"]["example"]).unwrap();
-    super::bodies::merge_patch(&export, &patch).unwrap().body.apply(&mut export, &[]).unwrap();
+    super::bodies::merge_patch(&export, &patch)
+        .unwrap()
+        .body
+        .apply(&mut export, &[], EndpointPolicy::default())
+        .unwrap();
     let body = serde_json::to_vec(&schemas["BackfillCreate"]["example"]).unwrap();
     parse::<CreateBackfill>(&body, Shape::FLAT).unwrap().check(Utc::now()).unwrap();
     // Create's required fields are the ones the API requires.

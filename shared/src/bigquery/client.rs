@@ -64,11 +64,6 @@ impl BigQuery {
         BigQuery { http, base: base.trim_end_matches('/').to_string(), project: project.to_string(), tokens }
     }
 
-    /// The endpoint from `BATCH_EXPORT_BIGQUERY_ENDPOINT`, or BigQuery's.
-    pub fn endpoint_from_env() -> String {
-        std::env::var("BATCH_EXPORT_BIGQUERY_ENDPOINT").unwrap_or_else(|_| BIGQUERY_ENDPOINT.to_string())
-    }
-
     fn url(&self, path: &str) -> String {
         format!("{}/bigquery/v2/projects/{}/{path}", self.base, self.project)
     }

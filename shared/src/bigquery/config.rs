@@ -71,13 +71,16 @@ fn check_id(field: &str, value: &str, max: usize, extra: &[char]) -> Result<()> 
 }
 
 impl BigQueryDestinationConfig {
+    /// Checks every rule, naming the field; `token_uri` is checked against metadata addresses only (see
+    /// [`crate::S3DestinationConfig::validate`]).
     pub fn validate(&self) -> Result<()> {
-        self.validate_with_stored(&[])
+        self.validate_with_stored(&[], EndpointPolicy::PRIVATE_ALLOWED)
     }
 
     /// [`BigQueryDestinationConfig::validate`] for a config whose secret fields may be unset because the
-    /// export keeps them stored (`stored` names them: a patch that does not resend the key).
-    pub fn validate_with_stored(&self, stored: &[String]) -> Result<()> {
+    /// export keeps them stored (`stored` names them: a patch that does not resend the key), with `token_uri`
+    /// checked under `policy`.
+    pub fn validate_with_stored(&self, stored: &[String], policy: EndpointPolicy) -> Result<()> {
         check_id("project_id", &self.project_id, 30, &['-'])?;
         check_id("dataset_id", &self.dataset_id, 1024, &[])?;
         if self.table_id.contains('.') || self.table_id.contains(':') {
@@ -109,7 +112,6 @@ impl BigQueryDestinationConfig {
             None => return Err(ExportError::config("client_email", "is required with private_key")),
         }
         // Google's token endpoint is https; plain http only where private endpoints are allowed (a local stub).
-        let policy = EndpointPolicy::from_env();
         policy.check_url("token_uri", &self.token_uri, !policy.allow_private)?;
         Ok(())
     }
@@ -175,7 +177,7 @@ mod tests {
         // A patch that leaves the stored key alone validates without it.
         let mut c = config();
         c.private_key = None;
-        c.validate_with_stored(&["private_key".to_string()]).unwrap();
+        c.validate_with_stored(&["private_key".to_string()], EndpointPolicy::default()).unwrap();
         assert!(serde_json::from_value::<BigQueryDestinationConfig>(serde_json::json!({
             "project_id": "p", "dataset_id": "d", "tabel_id": "x"}))
         .is_err());

@@ -45,7 +45,11 @@ pub fn lake_client(base: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
-/// A client for a destination, under the environment's endpoint policy ([`EndpointPolicy::from_env`]).
-pub fn destination_client(base: &SdkConfig, config: &S3DestinationConfig) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(destination_client_config(base, config, EndpointPolicy::from_env()).build())
+/// A client for a destination, connecting only where `policy` allows.
+pub fn destination_client(
+    base: &SdkConfig,
+    config: &S3DestinationConfig,
+    policy: EndpointPolicy,
+) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(destination_client_config(base, config, policy).build())
 }

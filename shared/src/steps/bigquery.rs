@@ -18,7 +18,7 @@ use crate::error::{ExportError, Result};
 use crate::export::ExportOutcome;
 use crate::lake::read_rows;
 use crate::model::Model;
-use crate::network::{guarded_reqwest_client, EndpointPolicy};
+use crate::network::guarded_reqwest_client;
 use crate::persons::read_persons;
 use crate::runs::RunRef;
 
@@ -40,11 +40,11 @@ pub struct BigQueryOutput {
 /// Rows sent to the loader per message (the stage rows are serialized into load jobs as they arrive).
 const BATCH: usize = 8192;
 
-fn client(config: &BigQueryDestinationConfig) -> Result<BigQuery> {
+fn client(services: &Services, config: &BigQueryDestinationConfig) -> Result<BigQuery> {
     let http = reqwest::Client::new();
     // The token endpoint is the user's (`token_uri`): it connects only where the endpoint policy allows.
-    let tokens = TokenSource::new(guarded_reqwest_client(EndpointPolicy::from_env()), config)?;
-    Ok(BigQuery::new(http, &BigQuery::endpoint_from_env(), &config.project_id, tokens))
+    let tokens = TokenSource::new(guarded_reqwest_client(services.endpoints), config)?;
+    Ok(BigQuery::new(http, &services.bigquery_endpoint, &config.project_id, tokens))
 }
 
 fn target<'a>(config: &'a BigQueryDestinationConfig, run: &'a RunRef, job_prefix: &'a str) -> LoadTarget<'a> {
@@ -54,7 +54,7 @@ fn target<'a>(config: &'a BigQueryDestinationConfig, run: &'a RunRef, job_prefix
 pub async fn bigquery_load(services: &Services, run: RunRef) -> Result<BigQueryOutput> {
     let export = services.export(&run, true).await?;
     let config = export.bigquery_config()?;
-    let bq = client(config)?;
+    let bq = client(services, config)?;
     // This invocation recreates the stage table, so its load jobs need ids of their own: BigQuery keeps job ids
     // forever, and reusing one would skip the load into the new stage.
     let job_prefix = format!("batch_export_{}_{}_{}", run.run_id, run.attempt, uuid::Uuid::new_v4().simple());
@@ -105,7 +105,7 @@ pub async fn bigquery_merge(services: &Services, input: BigQueryInput) -> Result
     let run = &input.run;
     let export = services.export(run, true).await?;
     let config = export.bigquery_config()?;
-    let bq = client(config)?;
+    let bq = client(services, config)?;
     // The statement's request id is the run attempt's: a retried merge whose statement already ran is not run
     // twice (BigQuery de-duplicates query requests by id).
     let job_prefix = format!("batch_export_{}_{}", run.run_id, run.attempt);

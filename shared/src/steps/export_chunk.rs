@@ -31,7 +31,7 @@ pub async fn export_chunk(services: &Services, input: ChunkInput) -> Result<Chun
     let run = &input.run;
     let result: Result<ChunkOutput> = async {
         let (model, config, filter) = services.destination(run, true).await?;
-        let target = S3Target::new(destination_client(&services.aws, &config), &config);
+        let target = S3Target::new(destination_client(&services.aws, &config, services.endpoints), &config);
         let files = match model {
             Model::Persons => export_persons(&services.lake, &target, run.team_id, &run.interval, &config).await?.files,
             Model::Events => {

@@ -30,17 +30,19 @@ pub use self::write_manifest::{write_manifest, ManifestInput, ManifestOutput};
 use aws_config::{BehaviorVersion, SdkConfig};
 use chrono::Duration;
 
-use crate::error::{ExportError, Result};
-use crate::export::{env_number, EngineSettings};
+use crate::error::Result;
+use crate::export::EngineSettings;
 use crate::exports::{BatchExport, Destination};
 use crate::lake::{LakeStore, RowFilter};
 use crate::model::Model;
+use crate::network::EndpointPolicy;
 use crate::plan::{ChunkLimits, WorkStore};
 use crate::runs::RunRef;
 use crate::s3::lake_client;
 use crate::schedules::ExistingSchedules;
 use crate::secrets::SecretBox;
-use crate::store::{BackfillStore, ExportStore, RunStore, Tables};
+use crate::settings::Settings;
+use crate::store::{BackfillStore, ExportStore, RunStore};
 use crate::S3DestinationConfig;
 
 /// Everything a step uses, built once per Lambda instance from the environment.
@@ -63,47 +65,49 @@ pub struct Services {
     pub schedules: ExistingSchedules,
     /// The export state machine (`BATCH_EXPORT_STATE_MACHINE_ARN`), which the run trigger starts.
     pub state_machine_arn: Option<String>,
+    /// Where user-given endpoints (a destination's `endpoint_url`, `token_uri`) may connect.
+    pub endpoints: EndpointPolicy,
+    /// BigQuery's REST endpoint.
+    pub bigquery_endpoint: String,
 }
 
 impl Services {
-    /// Reads the environment (documented in the README):
-    /// `BATCH_EXPORT_LAKE_BUCKET` (required), `BATCH_EXPORT_LAKE_PREFIX` (default empty),
-    /// `BATCH_EXPORT_WORK_BUCKET` (default: the lake bucket), `BATCH_EXPORT_WORK_PREFIX` (default
-    /// `batch-export-runs/`), `BATCH_EXPORT_RUN_LEASE_SECONDS` (default 10800, the state machine's timeout),
-    /// `BATCH_EXPORT_CHUNK_CONCURRENCY` (default 4), `BATCH_EXPORT_KMS_KEY_ID` (required: the key of the
-    /// destination credentials), `BATCH_EXPORT_STATE_MACHINE_ARN` (the trigger's), the schedules' group and
-    /// delay ([`ExistingSchedules::from_env`]),
-    /// the table names ([`Tables::from_env`]), the chunk limits ([`ChunkLimits::from_env`]) and the engine
-    /// settings ([`EngineSettings::from_env`]). AWS clients honour `AWS_ENDPOINT_URL`.
+    /// The services as [`Settings`] configure them (every variable is in the README's settings table). AWS
+    /// clients honour `AWS_ENDPOINT_URL`.
     pub async fn from_env() -> Result<Self> {
+        let settings = Settings::from_env()?;
         let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
-        let lake_bucket = std::env::var("BATCH_EXPORT_LAKE_BUCKET")
-            .map_err(|_| ExportError::config("BATCH_EXPORT_LAKE_BUCKET", "is not set"))?;
         let s3 = lake_client(&aws);
         let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-        let tables = Tables::from_env();
-        let secrets = SecretBox::from_env(aws_sdk_kms::Client::new(&aws))?;
+        let tables = settings.tables.clone();
+        let secrets = SecretBox::new(aws_sdk_kms::Client::new(&aws), settings.kms_key_id()?);
         Ok(Services {
             exports: ExportStore::new(dynamodb.clone(), tables.exports, secrets),
             runs: RunStore::new(dynamodb.clone(), tables.runs),
             backfills: BackfillStore::new(dynamodb, tables.backfills),
             lake: LakeStore::S3 {
                 client: s3.clone(),
-                bucket: lake_bucket.clone(),
-                prefix: std::env::var("BATCH_EXPORT_LAKE_PREFIX").unwrap_or_default(),
+                bucket: settings.lake_bucket()?.to_string(),
+                prefix: settings.lake_prefix.clone(),
             },
             work: WorkStore {
                 client: s3,
-                bucket: std::env::var("BATCH_EXPORT_WORK_BUCKET").unwrap_or(lake_bucket),
-                prefix: std::env::var("BATCH_EXPORT_WORK_PREFIX").unwrap_or_else(|_| "batch-export-runs/".into()),
+                bucket: settings.work_bucket()?.to_string(),
+                prefix: settings.work_prefix.clone(),
             },
-            engine: EngineSettings::from_env()?,
-            chunks: ChunkLimits::from_env()?,
-            run_lease: Duration::seconds(env_number("BATCH_EXPORT_RUN_LEASE_SECONDS", 10_800)? as i64),
-            chunk_concurrency: env_number("BATCH_EXPORT_CHUNK_CONCURRENCY", 4)?.max(1),
+            run_lease: settings.run_lease,
+            chunk_concurrency: settings.chunk_concurrency,
             sfn: aws_sdk_sfn::Client::new(&aws),
-            schedules: ExistingSchedules::from_env(aws_sdk_scheduler::Client::new(&aws))?,
-            state_machine_arn: std::env::var("BATCH_EXPORT_STATE_MACHINE_ARN").ok(),
+            schedules: ExistingSchedules::new(
+                aws_sdk_scheduler::Client::new(&aws),
+                &settings.schedule_group,
+                settings.schedule_delay_minutes,
+            ),
+            state_machine_arn: settings.state_machine_arn.clone(),
+            endpoints: settings.endpoints,
+            bigquery_endpoint: settings.bigquery_endpoint.clone(),
+            engine: settings.engine,
+            chunks: settings.chunks,
             aws,
         })
     }

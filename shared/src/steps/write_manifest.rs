@@ -47,7 +47,7 @@ pub async fn write_manifest(services: &Services, input: ManifestInput) -> Result
         // Recorded first: a manifest this attempt leaves behind is an earlier attempt's for the next one.
         services.runs.record_written(run, &[key], Utc::now()).await?;
     }
-    let target = S3Target::new(destination_client(&services.aws, &config), &config);
+    let target = S3Target::new(destination_client(&services.aws, &config, services.endpoints), &config);
     let sink = FileSink::S3(target.clone());
     let manifest_key = put_manifest(&sink, run.interval, model, &config, &files).await?;
     let outcome = ExportOutcome::new(files, manifest_key);

@@ -40,21 +40,6 @@ pub struct Tables {
     pub api_keys: String,
 }
 
-impl Tables {
-    /// `BATCH_EXPORT_EXPORTS_TABLE` (default `batch-exports`), `BATCH_EXPORT_RUNS_TABLE` (default
-    /// `batch-export-runs`), `BATCH_EXPORT_BACKFILLS_TABLE` (default `batch-export-backfills`) and
-    /// `BATCH_EXPORT_API_KEYS_TABLE` (default `batch-export-api-keys`).
-    pub fn from_env() -> Self {
-        let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
-        Tables {
-            exports: var("BATCH_EXPORT_EXPORTS_TABLE", "batch-exports"),
-            runs: var("BATCH_EXPORT_RUNS_TABLE", "batch-export-runs"),
-            backfills: var("BATCH_EXPORT_BACKFILLS_TABLE", "batch-export-backfills"),
-            api_keys: var("BATCH_EXPORT_API_KEYS_TABLE", "batch-export-api-keys"),
-        }
-    }
-}
-
 fn key(name: &str, key_type: KeyType) -> KeySchemaElement {
     KeySchemaElement::builder().attribute_name(name).key_type(key_type).build().expect("key schema")
 }

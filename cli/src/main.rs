@@ -20,11 +20,12 @@ use batch_exports::config::Compression;
 use batch_exports::exports::{BatchExport, Destination};
 use batch_exports::lake::writer::{lake_object_key, ndjson_bytes, parquet_bytes, put_object};
 use batch_exports::s3::{destination_client, lake_client, S3Target};
-use batch_exports::schedules::{ScheduleSettings, Schedules};
+use batch_exports::schedules::Schedules;
 use batch_exports::secrets::{ensure_key_alias, SecretBox};
-use batch_exports::store::{create_tables, ApiKeyStore, ExportStore, RunStore, Tables};
+use batch_exports::settings::Settings;
+use batch_exports::store::{create_tables, ApiKeyStore, ExportStore, RunStore};
 use batch_exports::synthetic::SyntheticEvents;
-use batch_exports::{export_events, EngineSettings, ExportError, FileSink, Interval, LakeStore, S3DestinationConfig};
+use batch_exports::{export_events, ExportError, FileSink, Interval, LakeStore, S3DestinationConfig};
 use chrono::{DateTime, Duration, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -144,37 +145,36 @@ async fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> Result<(), ExportError> {
+    let settings = Settings::from_env()?;
+    let tables = settings.tables.clone();
     let base = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let s3 = lake_client(&base);
     let dynamodb = aws_sdk_dynamodb::Client::new(&base);
     match command {
         Command::MakeBucket { name } => make_bucket(&s3, &name).await?,
         Command::CreateApiKey { team_id, label } => {
-            let keys = ApiKeyStore::new(dynamodb, Tables::from_env().api_keys);
+            let keys = ApiKeyStore::new(dynamodb, tables.api_keys);
             let (key, _) = keys.create(team_id, &label, Utc::now()).await?;
             println!("{key}");
         }
         Command::SetupLocal { statemachines } => {
-            for var in ["BATCH_EXPORT_LAKE_BUCKET", "BATCH_EXPORT_WORK_BUCKET"] {
-                let name = std::env::var(var).map_err(|_| ExportError::config(var, "is not set"))?;
-                make_bucket(&s3, &name).await?;
+            for bucket in [settings.lake_bucket()?, settings.work_bucket()?] {
+                make_bucket(&s3, bucket).await?;
             }
-            let tables = Tables::from_env();
             create_tables(&dynamodb, &tables).await?;
             println!("tables {}, {}, {} and {} ready", tables.exports, tables.runs, tables.backfills, tables.api_keys);
-            let alias = std::env::var("BATCH_EXPORT_KMS_KEY_ID")
-                .map_err(|_| ExportError::config("BATCH_EXPORT_KMS_KEY_ID", "is not set"))?;
-            ensure_key_alias(&aws_sdk_kms::Client::new(&base), &alias).await?;
+            let alias = settings.kms_key_id()?;
+            ensure_key_alias(&aws_sdk_kms::Client::new(&base), alias).await?;
             println!("KMS key {alias} ready");
-            if let Ok(settings) = ScheduleSettings::from_env() {
-                Schedules::new(aws_sdk_scheduler::Client::new(&base), settings.clone()).ensure_group().await?;
-                println!("schedule group {} ready", settings.group);
+            if let Ok(schedules) = settings.schedule_settings() {
+                Schedules::new(aws_sdk_scheduler::Client::new(&base), schedules.clone()).ensure_group().await?;
+                println!("schedule group {} ready", schedules.group);
             }
             let sfn = aws_sdk_sfn::Client::new(&base);
-            for (var, file) in
-                [("BATCH_EXPORT_STATE_MACHINE_ARN", "export"), ("BATCH_EXPORT_BACKFILL_STATE_MACHINE_ARN", "backfill")]
+            for (arn, file) in
+                [(&settings.state_machine_arn, "export"), (&settings.backfill_state_machine_arn, "backfill")]
             {
-                let Ok(arn) = std::env::var(var) else { continue };
+                let Some(arn) = arn else { continue };
                 let definition = statemachines.join(format!("{file}.asl.json"));
                 ensure_state_machine(&sfn, &arn, &definition).await?;
                 println!("state machine {arn} ready");
@@ -185,12 +185,12 @@ async fn run(command: Command) -> Result<(), ExportError> {
                 .map_err(|_| ExportError::config("interval", format!("`{interval}` is not an interval")))?;
             let destination = Destination::S3(S3DestinationConfig::from_json(&config)?);
             let export = BatchExport::new(id, team_id, name, destination, interval);
-            let secrets = SecretBox::from_env(aws_sdk_kms::Client::new(&base))?;
-            ExportStore::new(dynamodb, Tables::from_env().exports, secrets).put(&export).await?;
+            let secrets = SecretBox::new(aws_sdk_kms::Client::new(&base), settings.kms_key_id()?);
+            ExportStore::new(dynamodb, tables.exports, secrets).put(&export).await?;
             println!("created export {} of team {team_id}: {:?}", export.id, export.destination);
         }
         Command::ShowRun { export_id, end } => {
-            let run = RunStore::new(dynamodb, Tables::from_env().runs).get(&export_id, end).await?;
+            let run = RunStore::new(dynamodb, tables.runs).get(&export_id, end).await?;
             let run =
                 run.ok_or_else(|| ExportError::NotFound { what: "run", id: format!("{export_id} ending {end}") })?;
             println!("{}", serde_json::to_string_pretty(&run).expect("a run serializes"));
@@ -253,10 +253,10 @@ async fn run(command: Command) -> Result<(), ExportError> {
         Command::Export { lake_bucket, lake_prefix, team_id, start, end, config } => {
             let config = S3DestinationConfig::from_json(&config)?;
             let interval = Interval::parse(&start, &end)?;
-            let settings = EngineSettings::from_env()?;
             let lake = LakeStore::S3 { client: s3, bucket: lake_bucket, prefix: lake_prefix };
-            let sink = FileSink::S3(S3Target::new(destination_client(&base, &config), &config));
-            let outcome = export_events(&lake, &sink, team_id, interval, &config, &settings).await?;
+            let client = destination_client(&base, &config, settings.endpoints);
+            let sink = FileSink::S3(S3Target::new(client, &config));
+            let outcome = export_events(&lake, &sink, team_id, interval, &config, &settings.engine).await?;
             println!("{}", serde_json::to_string_pretty(&outcome).expect("outcome serializes"));
         }
     }
