@@ -11,9 +11,9 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::Array;
 use aws_config::{BehaviorVersion, SdkConfig};
-use batch_exports::config::{Compression, FileFormat};
-use batch_exports::lake::writer::{lake_object_key, ndjson_bytes, parquet_bytes, put_object};
-use batch_exports::model::EventRow;
+use batch_exports::event::EventRow;
+use batch_exports::format::{Compression, FileFormat};
+use batch_exports::sources::lake::writer::{lake_object_key, ndjson_bytes, parquet_bytes, put_object};
 use batch_exports::{Interval, LakeStore, S3DestinationConfig};
 use chrono::{DateTime, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -65,7 +65,7 @@ pub async fn local_stack() -> SdkConfig {
 
 /// A path-style S3 client for the local stack.
 pub fn s3(base: &SdkConfig) -> aws_sdk_s3::Client {
-    batch_exports::s3::lake_client(base)
+    batch_exports::destinations::s3::lake_client(base)
 }
 
 static BUCKETS: AtomicU32 = AtomicU32::new(0);

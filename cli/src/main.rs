@@ -16,16 +16,16 @@
 use std::process::ExitCode;
 
 use aws_config::BehaviorVersion;
-use batch_exports::config::Compression;
-use batch_exports::exports::{BatchExport, Destination};
-use batch_exports::lake::writer::{lake_object_key, ndjson_bytes, parquet_bytes, put_object};
-use batch_exports::s3::{destination_client, lake_client, S3Target};
+use batch_exports::batch_export::{BatchExport, Destination};
+use batch_exports::destinations::s3::{destination_client, lake_client, S3Target};
+use batch_exports::format::Compression;
 use batch_exports::schedules::Schedules;
 use batch_exports::secrets::{ensure_key_alias, SecretBox};
 use batch_exports::settings::Settings;
+use batch_exports::sources::lake::writer::{lake_object_key, ndjson_bytes, parquet_bytes, put_object};
+use batch_exports::sources::synthetic::SyntheticEvents;
 use batch_exports::store::{create_tables, ApiKeyStore, ExportStore, RunStore};
-use batch_exports::synthetic::SyntheticEvents;
-use batch_exports::{export_events, ExportError, FileSink, Interval, LakeStore, S3DestinationConfig};
+use batch_exports::{export_events, ExportError, Interval, LakeStore, S3DestinationConfig};
 use chrono::{DateTime, Duration, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -255,7 +255,7 @@ async fn run(command: Command) -> Result<(), ExportError> {
             let interval = Interval::parse(&start, &end)?;
             let lake = LakeStore::S3 { client: s3, bucket: lake_bucket, prefix: lake_prefix };
             let client = destination_client(&base, &config, settings.endpoints);
-            let sink = FileSink::S3(S3Target::new(client, &config));
+            let sink = S3Target::new(client, &config);
             let outcome = export_events(&lake, &sink, team_id, interval, &config, &settings.engine).await?;
             println!("{}", serde_json::to_string_pretty(&outcome).expect("outcome serializes"));
         }

@@ -15,15 +15,19 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use batch_exports::config::{Compression, FileFormat, FORMAT_COMPRESSIONS};
-use batch_exports::encode::{events_record_batch, events_schema, writer_properties, ParquetSettings};
-use batch_exports::export::{write_files, ExportOutcome};
-use batch_exports::lake::dedupe::DedupeSettings;
-use batch_exports::lake::writer::{lake_object_key, write_ndjson};
-use batch_exports::lake::{plan_rows, RowFilter};
-use batch_exports::synthetic::SyntheticEvents;
+use batch_exports::destinations::s3::export::file_spec;
+use batch_exports::engine::encode::{writer_properties, ParquetSettings};
+use batch_exports::engine::pipeline::write_files;
+use batch_exports::event::{events_record_batch, events_schema};
+use batch_exports::format::{Compression, FileFormat, FORMAT_COMPRESSIONS};
+use batch_exports::model::Model;
+use batch_exports::runs::ExportOutcome;
+use batch_exports::sources::lake::dedupe::DedupeSettings;
+use batch_exports::sources::lake::writer::{lake_object_key, write_ndjson};
+use batch_exports::sources::lake::{plan_rows, RowFilter};
+use batch_exports::sources::synthetic::SyntheticEvents;
 use batch_exports::{
-    export_events, EngineSettings, EventRow, FileSink, Interval, LakeStore, Result, S3DestinationConfig,
+    export_events, DiscardSink, EngineSettings, EventRow, Interval, LakeStore, Result, S3DestinationConfig,
 };
 use chrono::{DateTime, Duration, Utc};
 
@@ -109,10 +113,8 @@ fn engine_encode(
 ) -> u64 {
     let source =
         move |on_batch: &mut dyn FnMut(&[EventRow]) -> Result<()>| rows.chunks(BATCH).try_for_each(&mut *on_batch);
-    let config = config(format, compression);
-    let files = rt
-        .block_on(write_files(source, &FileSink::Discard, interval(), &config, &EngineSettings::default(), None))
-        .unwrap();
+    let spec = file_spec(&config(format, compression), interval(), Model::Events, None).unwrap();
+    let files = rt.block_on(write_files(source, &DiscardSink, &spec, &EngineSettings::default())).unwrap();
     let outcome = ExportOutcome::new(files, None);
     assert_eq!(outcome.records, rows.len() as u64);
     outcome.bytes
@@ -153,9 +155,8 @@ fn write_lake(dir: &Path, n: usize) {
 fn export_lake(rt: &tokio::runtime::Runtime, dir: &Path) -> (u64, u64) {
     let lake = LakeStore::Local { root: dir.to_path_buf() };
     let config = config(FileFormat::Parquet, Some(Compression::Zstd));
-    let outcome = rt
-        .block_on(export_events(&lake, &FileSink::Discard, 1, interval(), &config, &EngineSettings::default()))
-        .unwrap();
+    let outcome =
+        rt.block_on(export_events(&lake, &DiscardSink, 1, interval(), &config, &EngineSettings::default())).unwrap();
     (outcome.records, outcome.bytes)
 }
 

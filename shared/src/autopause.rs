@@ -7,7 +7,7 @@
 //! 15-minute exports that means 10 failures in a row), the export is paused with the reason recorded on it,
 //! and its schedule is disabled.
 
-use crate::exports::ExportInterval;
+use crate::batch_export::ExportInterval;
 use crate::runs::{Run, RunStatus};
 
 /// Failed runs in the window that pause an export.
@@ -42,7 +42,7 @@ pub fn pause_reason(interval: ExportInterval, latest: &[Run]) -> Option<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Interval;
+    use crate::time::Interval;
     use chrono::{Duration, Utc};
 
     fn runs(statuses: &[RunStatus]) -> Vec<Run> {

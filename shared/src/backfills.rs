@@ -13,9 +13,9 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::batch_export::{parse_timezone, BatchExport, ExportInterval};
 use crate::error::{ExportError, Result};
-use crate::exports::{parse_timezone, BatchExport, ExportInterval};
-use crate::model::Interval;
+use crate::time::Interval;
 
 /// A backfill's statuses (the reference's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,7 +159,7 @@ pub fn intervals_after(
         // The interval holding `previous_end` in its first instant ends after it.
         let next = export.interval.interval_ending_at_or_before(previous_end + step(export.interval), tz)?;
         if next.end <= previous_end {
-            return Err(ExportError::Internal(format!("no interval follows {}", crate::model::iso(previous_end))));
+            return Err(ExportError::Internal(format!("no interval follows {}", crate::time::iso(previous_end))));
         }
         if next.end > range.end {
             break;
@@ -196,7 +196,7 @@ fn step(interval: ExportInterval) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exports::Destination;
+    use crate::batch_export::Destination;
     use crate::S3DestinationConfig;
 
     fn t(s: &str) -> DateTime<Utc> {

@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::Interval;
+use crate::time::Interval;
 
 /// The reference's run statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +41,39 @@ impl RunStatus {
     /// Whether an execution is (or was, if it died) working on the run.
     pub fn is_in_flight(&self) -> bool {
         matches!(self, RunStatus::Starting | RunStatus::Running)
+    }
+}
+
+/// One file a run wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrittenFile {
+    pub key: String,
+    pub bytes: u64,
+    pub records: u64,
+}
+
+/// What a run exported.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportOutcome {
+    pub records: u64,
+    /// Bytes of the data files (the manifest not included).
+    pub bytes: u64,
+    pub files: Vec<WrittenFile>,
+    pub manifest_key: Option<String>,
+}
+
+impl ExportOutcome {
+    pub fn new(files: Vec<WrittenFile>, manifest_key: Option<String>) -> Self {
+        ExportOutcome {
+            records: files.iter().map(|f| f.records).sum(),
+            bytes: files.iter().map(|f| f.bytes).sum(),
+            files,
+            manifest_key,
+        }
+    }
+
+    pub fn keys(&self) -> Vec<&str> {
+        self.files.iter().map(|f| f.key.as_str()).collect()
     }
 }
 

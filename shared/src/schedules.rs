@@ -16,8 +16,8 @@ use aws_sdk_scheduler::types::{FlexibleTimeWindow, FlexibleTimeWindowMode, Retry
 use chrono::{DateTime, Duration, Utc};
 
 use crate::aws_error::classify_sdk_error;
+use crate::batch_export::{parse_timezone, BatchExport, ExportInterval};
 use crate::error::{ExportError, Result};
-use crate::exports::{parse_timezone, BatchExport, ExportInterval};
 use crate::store::{ExportStore, StoredExport};
 
 /// Where schedules go and what they start (from [`crate::settings::Settings::schedule_settings`]).
@@ -99,7 +99,7 @@ impl Schedules {
         &self.settings
     }
 
-    /// [`converge`] with [`Schedules::put`]: the schedule follows the export's final state.
+    /// The shared convergence loop (`converge`) with [`Schedules::put`]: the schedule follows the export's final state.
     pub async fn converge(&self, exports: &ExportStore, written: StoredExport) -> Result<BatchExport> {
         converge(exports, &self.client, &self.settings.group, written, |export| async move { self.put(&export).await })
             .await
@@ -265,7 +265,7 @@ impl ExistingSchedules {
         ExistingSchedules { client, group: group.into(), delay_minutes }
     }
 
-    /// Makes the export's schedule agree with its item ([`converge`]), keeping the schedule's target; a missing
+    /// Makes the export's schedule agree with its item (the same convergence loop as [`Schedules::converge`]), keeping the schedule's target; a missing
     /// schedule stays missing.
     pub async fn converge(&self, exports: &ExportStore, written: StoredExport) -> Result<BatchExport> {
         converge(exports, &self.client, &self.group, written, |export| async move { self.follow(&export).await }).await
@@ -321,7 +321,7 @@ mod tests {
             "e",
             1,
             "e",
-            crate::exports::Destination::S3(crate::S3DestinationConfig::new("bucket")),
+            crate::batch_export::Destination::S3(crate::S3DestinationConfig::new("bucket")),
             ExportInterval::Hour,
         );
         export.start_at = Some(now - Duration::days(7));

@@ -17,8 +17,8 @@ use aws_sdk_kms::types::DataKeySpec;
 use serde_json::{Map, Value};
 
 use crate::aws_error::classify_sdk_error;
+use crate::batch_export::BatchExport;
 use crate::error::{ExportError, Result};
-use crate::exports::BatchExport;
 
 /// The attribute of an export item that holds its encrypted secrets.
 pub const ENCRYPTED_SECRETS: &str = "encrypted_secrets";

@@ -6,14 +6,14 @@ use std::path::PathBuf;
 
 use chrono::Duration;
 
-use crate::encode::ParquetSettings;
+use crate::engine::chunks::ChunkLimits;
+use crate::engine::encode::ParquetSettings;
+use crate::engine::sink::{UploadSettings, MIN_PART_SIZE_BYTES};
+use crate::engine::EngineSettings;
 use crate::error::{ExportError, Result};
-use crate::export::EngineSettings;
-use crate::lake::dedupe::DedupeSettings;
 use crate::network::EndpointPolicy;
-use crate::plan::ChunkLimits;
-use crate::s3::{UploadSettings, MIN_PART_SIZE_BYTES};
 use crate::schedules::ScheduleSettings;
+use crate::sources::lake::dedupe::DedupeSettings;
 use crate::store::Tables;
 
 /// Every variable this module reads.

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use aws_sdk_scheduler::types::ScheduleState;
-use batch_exports::exports::Destination;
+use batch_exports::batch_export::Destination;
 use batch_exports::runs::{Run, RunStatus};
 use batch_exports::schedules::schedule_name;
 use batch_exports::store::{ExportStore, RunStore};

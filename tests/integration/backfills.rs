@@ -3,7 +3,7 @@
 //! through the real `statemachines/backfill.asl.json`, which runs `export.asl.json` once per interval as a
 //! nested execution, all invoking the real function binaries.
 
-use batch_exports::synthetic::SyntheticEvents;
+use batch_exports::sources::synthetic::SyntheticEvents;
 use batch_exports::{FileFormat, Interval, S3DestinationConfig};
 use chrono::{DateTime, Duration, Utc};
 use integration_tests::{

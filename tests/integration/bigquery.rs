@@ -7,16 +7,17 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use batch_exports::bigquery::schema::stage_table;
-use batch_exports::bigquery::{
+use batch_exports::batch_export::{BatchExport, Destination, ExportInterval};
+use batch_exports::destinations::bigquery::schema::stage_table;
+use batch_exports::destinations::bigquery::{
     load_events, load_persons, BigQuery, BigQueryDestinationConfig, LoadTarget, TokenSource,
 };
-use batch_exports::exports::{BatchExport, Destination, ExportInterval};
 use batch_exports::network::{guarded_reqwest_client, EndpointPolicy};
-use batch_exports::persons::{read_persons, PersonRow};
+use batch_exports::person::PersonRow;
 use batch_exports::runs::RunStatus;
+use batch_exports::sources::lake::persons::read_persons;
+use batch_exports::sources::synthetic::SyntheticEvents;
 use batch_exports::store::{ExportStore, RunStore};
-use batch_exports::synthetic::SyntheticEvents;
 use batch_exports::{ExportError, Interval};
 use chrono::{Duration, Utc};
 use integration_tests::{execute_machine, public_key_pem, rsa_key_pem, secret_box, settings, Api};

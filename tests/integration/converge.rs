@@ -6,7 +6,7 @@
 use std::time::Duration as StdDuration;
 
 use aws_sdk_scheduler::types::ScheduleState;
-use batch_exports::exports::BatchExport;
+use batch_exports::batch_export::BatchExport;
 use batch_exports::schedules::{
     schedule_expression, schedule_input, schedule_name, schedule_timezone, ScheduleSettings,
 };
@@ -199,7 +199,7 @@ async fn a_write_whose_schedule_lands_last_still_leaves_the_items_state() {
         let export = stack.assert_agree(what, api.team, &id).await.expect("the export");
         match what {
             "pause" => assert!(!export.paused, "the unpause landed last"),
-            _ => assert_eq!(export.interval, batch_exports::exports::ExportInterval::Every5Minutes),
+            _ => assert_eq!(export.interval, batch_exports::batch_export::ExportInterval::Every5Minutes),
         }
     }
 }

@@ -4,13 +4,14 @@
 use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
-use batch_exports::config::{Compression, Encryption, FORMAT_COMPRESSIONS};
-use batch_exports::lake::writer::{ndjson_bytes, parquet_bytes};
+use batch_exports::destinations::s3::config::Encryption;
+use batch_exports::destinations::s3::{destination_client, destination_client_config, S3Target};
+use batch_exports::format::{Compression, FORMAT_COMPRESSIONS};
 use batch_exports::network::EndpointPolicy;
-use batch_exports::s3::{destination_client, destination_client_config, S3Target};
-use batch_exports::synthetic::SyntheticEvents;
+use batch_exports::sources::lake::writer::{ndjson_bytes, parquet_bytes};
+use batch_exports::sources::synthetic::SyntheticEvents;
 use batch_exports::{
-    export_events, EngineSettings, EventRow, ExportError, ExportOutcome, FileSink, Interval, S3DestinationConfig,
+    export_events, EngineSettings, EventRow, ExportError, ExportOutcome, Interval, S3DestinationConfig,
 };
 use chrono::{DateTime, Duration, Utc};
 use integration_tests::{assert_files_hold, get_bytes, list_keys, local_stack, new_bucket, s3, ExportedRow, Lake};
@@ -85,10 +86,7 @@ async fn every_format_and_compression_round_trips_100k_events() {
         config.compression = compression;
         config.prefix = format!("{}-{}/{{table}}/", format.extension(), compression.map_or("none", |c| c.name()));
         config.max_file_size_mb = Some(40);
-        let sink = FileSink::S3(S3Target::new(
-            destination_client(&base, &config, integration_tests::settings().endpoints),
-            &config,
-        ));
+        let sink = S3Target::new(destination_client(&base, &config, integration_tests::settings().endpoints), &config);
         let outcome = export_events(&lake.store(), &sink, TEAM, interval, &config, &settings()).await.unwrap();
         assert_exported(&client, &destination, &outcome, &config, &expected).await;
 
@@ -154,7 +152,7 @@ async fn a_failed_part_aborts_the_upload() {
             .interceptor(FailUploadPart(3))
             .build(),
     );
-    let sink = FileSink::S3(S3Target::new(failing, &config));
+    let sink = S3Target::new(failing, &config);
     let interval = Interval::new(hour(10), hour(11)).unwrap();
     let error = export_events(&lake.store(), &sink, TEAM, interval, &config, &settings()).await.unwrap_err();
     assert!(error.to_string().contains("UploadPart"), "{error}");
@@ -184,10 +182,7 @@ async fn a_malformed_row_after_uploaded_parts_fails_the_run_and_aborts_the_uploa
 
     let destination = new_bucket(&client, "exports").await;
     let config = S3DestinationConfig::new(&destination);
-    let sink = FileSink::S3(S3Target::new(
-        destination_client(&base, &config, integration_tests::settings().endpoints),
-        &config,
-    ));
+    let sink = S3Target::new(destination_client(&base, &config, integration_tests::settings().endpoints), &config);
     let interval = Interval::new(hour(10), hour(11)).unwrap();
     let error = export_events(&lake.store(), &sink, TEAM, interval, &config, &settings()).await.unwrap_err();
     match &error {
@@ -209,10 +204,7 @@ async fn malformed_lake_rows_are_named_by_key_and_line_or_row() {
     let client = s3(&base);
     let destination = new_bucket(&client, "exports").await;
     let config = S3DestinationConfig::new(&destination);
-    let sink = FileSink::S3(S3Target::new(
-        destination_client(&base, &config, integration_tests::settings().endpoints),
-        &config,
-    ));
+    let sink = S3Target::new(destination_client(&base, &config, integration_tests::settings().endpoints), &config);
     let interval = Interval::new(hour(10), hour(11)).unwrap();
     let mut gen = SyntheticEvents::new(5, TEAM);
 
@@ -293,10 +285,7 @@ async fn a_missing_bucket_is_not_retryable() {
     )
     .await;
     let config = S3DestinationConfig::new("no-such-bucket-anywhere");
-    let sink = FileSink::S3(S3Target::new(
-        destination_client(&base, &config, integration_tests::settings().endpoints),
-        &config,
-    ));
+    let sink = S3Target::new(destination_client(&base, &config, integration_tests::settings().endpoints), &config);
     let interval = Interval::new(hour(10), hour(11)).unwrap();
     let error = export_events(&lake.store(), &sink, TEAM, interval, &config, &settings()).await.unwrap_err();
     assert!(matches!(&error, ExportError::BucketNotFound { bucket } if bucket == "no-such-bucket-anywhere"), "{error}");
@@ -318,10 +307,7 @@ async fn an_unreachable_custom_endpoint_is_not_retryable() {
     .await;
     let mut config = S3DestinationConfig::new("bucket");
     config.endpoint_url = Some("http://127.0.0.1:9".into());
-    let sink = FileSink::S3(S3Target::new(
-        destination_client(&base, &config, integration_tests::settings().endpoints),
-        &config,
-    ));
+    let sink = S3Target::new(destination_client(&base, &config, integration_tests::settings().endpoints), &config);
     let interval = Interval::new(hour(10), hour(11)).unwrap();
     let error = export_events(&lake.store(), &sink, TEAM, interval, &config, &settings()).await.unwrap_err();
     assert!(matches!(error, ExportError::EndpointUnreachable { .. }), "{error}");
@@ -345,10 +331,7 @@ async fn re_running_an_interval_writes_the_same_keys_and_content() {
     config.compression = Some(Compression::Gzip);
     config.max_file_size_mb = Some(1);
     config.prefix = "{year}-{month}-{day}_{table}/".into();
-    let sink = FileSink::S3(S3Target::new(
-        destination_client(&base, &config, integration_tests::settings().endpoints),
-        &config,
-    ));
+    let sink = S3Target::new(destination_client(&base, &config, integration_tests::settings().endpoints), &config);
     let interval = Interval::new(hour(10), hour(11)).unwrap();
     let mut contents = Vec::new();
     for _ in 0..2 {
@@ -398,10 +381,7 @@ async fn event_filters_and_encryption() {
         config.exclude_events = exclude.iter().map(|s| s.to_string()).collect();
         config.encryption = encryption;
         config.kms_key_id = kms.map(str::to_string);
-        let sink = FileSink::S3(S3Target::new(
-            destination_client(&base, &config, integration_tests::settings().endpoints),
-            &config,
-        ));
+        let sink = S3Target::new(destination_client(&base, &config, integration_tests::settings().endpoints), &config);
         let outcome = export_events(&lake.store(), &sink, TEAM, interval, &config, &settings()).await.unwrap();
         let expected =
             lake.expected(TEAM, &interval, |e| (include.is_empty() || include.contains(&e)) && !exclude.contains(&e));
@@ -461,7 +441,7 @@ async fn custom_endpoints_addressing_styles_and_static_credentials() {
                 .build(),
         );
         let target = S3Target::new(client, &config);
-        let key = batch_exports::keys::data_file_key(
+        let key = batch_exports::destinations::s3::keys::data_file_key(
             "",
             &Interval::new(hour(10), hour(11)).unwrap(),
             None,

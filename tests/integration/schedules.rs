@@ -3,7 +3,7 @@
 //! change its schedule; and how the schedules' target starts one execution (moto's Step Functions) per interval.
 
 use aws_sdk_scheduler::types::{FlexibleTimeWindowMode, ScheduleState};
-use batch_exports::exports::{BatchExport, Destination, ExportInterval};
+use batch_exports::batch_export::{BatchExport, Destination, ExportInterval};
 use batch_exports::schedules::{schedule_name, ScheduleSettings, Schedules};
 use batch_exports::steps::{trigger_run, RunRequest, Services};
 use batch_exports::S3DestinationConfig;

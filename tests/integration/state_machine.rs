@@ -5,12 +5,12 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use batch_exports::config::{Compression, FileFormat};
-use batch_exports::exports::{BatchExport, Destination, ExportInterval};
+use batch_exports::batch_export::{BatchExport, Destination, ExportInterval};
+use batch_exports::format::{Compression, FileFormat};
 use batch_exports::runs::{Run, RunStatus};
 use batch_exports::schedules::{schedule_name, ScheduleSettings, Schedules};
+use batch_exports::sources::synthetic::SyntheticEvents;
 use batch_exports::store::{Begin, ExportStore, RunStore};
-use batch_exports::synthetic::SyntheticEvents;
 use batch_exports::{Interval, S3DestinationConfig};
 use chrono::{DateTime, Duration, Utc};
 use integration_tests::{
@@ -341,8 +341,14 @@ async fn a_re_run_with_fewer_files_leaves_exactly_its_own_files_under_the_prefix
     let destination = new_bucket(&stack.s3, "re-run").await;
     let mut config = S3DestinationConfig::new(&destination);
     config.prefix = "exports/".into();
-    let lookalike =
-        batch_exports::keys::data_file_key("exports/", &interval(), None, Some(99), FileFormat::JSONLines, None);
+    let lookalike = batch_exports::destinations::s3::keys::data_file_key(
+        "exports/",
+        &interval(),
+        None,
+        Some(99),
+        FileFormat::JSONLines,
+        None,
+    );
     let users = ["exports/README.txt".to_string(), lookalike];
     for key in &users {
         stack.s3.put_object().bucket(&destination).key(key).body(b"the user's".to_vec().into()).send().await.unwrap();
@@ -430,7 +436,7 @@ async fn a_malformed_lake_row_fails_the_run_naming_the_object_and_line() {
     let stack = stack().await;
     let (team, export_id) = unique_ids();
     let mut lake = stack.seed(team, 1, 500).await;
-    let mut body = batch_exports::lake::writer::ndjson_bytes(
+    let mut body = batch_exports::sources::lake::writer::ndjson_bytes(
         &SyntheticEvents::new(9, team).events_between(hour(), Duration::hours(1), 3),
         None,
     )

@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use crate::backfills::Backfill;
-use crate::config::MAX_NAME_CHARS;
-use crate::exports::{parse_timezone, BatchExport, Destination, ExportInterval};
+use crate::batch_export::{parse_timezone, BatchExport, Destination, ExportInterval};
+use crate::limits::MAX_NAME_CHARS;
 use crate::model::Model;
 use crate::network::EndpointPolicy;
 use crate::runs::Run;

@@ -12,10 +12,10 @@ use super::error::ApiError;
 use super::{ApiRequest, ApiServices, Route};
 use crate::aws_error::classify_sdk_error;
 use crate::backfills::{Backfill, BackfillStatus};
+use crate::batch_export::{BatchExport, Destination};
 use crate::error::ExportError;
-use crate::exports::{BatchExport, Destination};
-use crate::model::Interval;
 use crate::runs::{Run, RunStatus};
+use crate::time::Interval;
 use crate::S3DestinationConfig;
 
 type Answer = Result<(u16, Value), ApiError>;
@@ -93,7 +93,7 @@ async fn create_export(services: &ApiServices, team_id: i64, body: &[u8]) -> Ans
         team_id,
         "",
         placeholder,
-        crate::exports::ExportInterval::Hour,
+        crate::batch_export::ExportInterval::Hour,
     );
     body.apply(&mut export, &[], services.endpoints)?;
     if paused {

@@ -10,10 +10,10 @@ use serde_json::Value;
 use super::bodies::{parse, CreateBackfill, CreateExport, Shape};
 use super::{backfill_view, export_view, run_view, ApiError, ROUTES};
 use crate::backfills::Backfill;
-use crate::exports::{BatchExport, Destination, ExportInterval};
-use crate::model::Interval;
+use crate::batch_export::{BatchExport, Destination, ExportInterval};
 use crate::network::EndpointPolicy;
 use crate::runs::Run;
+use crate::time::Interval;
 use crate::S3DestinationConfig;
 
 const DOCUMENT: &str = include_str!("../../../openapi.json");
@@ -68,9 +68,10 @@ fn schemas_hold_the_fields_the_api_returns() {
         assert_eq!(doc["components"]["schemas"]["S3Config"]["properties"][secret]["writeOnly"], true, "{secret}");
         assert!(export_view(&export)["destination"]["config"].get(*secret).is_none());
     }
-    let bigquery: crate::bigquery::BigQueryDestinationConfig = serde_json::from_value(serde_json::json!({
+    let bigquery: crate::destinations::bigquery::BigQueryDestinationConfig =
+        serde_json::from_value(serde_json::json!({
         "project_id": "p", "dataset_id": "d", "private_key": "k", "private_key_id": "i", "client_email": "e@x"}))
-    .unwrap();
+        .unwrap();
     assert_eq!(properties(&doc, "BigQueryConfig"), keys(&serde_json::to_value(&bigquery).unwrap()));
     for secret in Destination::BigQuery(bigquery).secret_fields() {
         assert_eq!(doc["components"]["schemas"]["BigQueryConfig"]["properties"][secret]["writeOnly"], true, "{secret}");
@@ -110,7 +111,8 @@ fn request_examples_pass_validation() {
 
 #[test]
 fn documented_limits_are_the_enforced_ones() {
-    use crate::config::{MAX_EVENT_NAMES, MAX_FILE_SIZE_MB, MAX_NAME_CHARS, MAX_SECRET_BYTES};
+    use crate::destinations::s3::config::{MAX_EVENT_NAMES, MAX_FILE_SIZE_MB};
+    use crate::limits::{MAX_NAME_CHARS, MAX_SECRET_BYTES};
     let doc = document();
     let schemas = &doc["components"]["schemas"];
     for schema in ["ExportCreate", "ExportPatch"] {

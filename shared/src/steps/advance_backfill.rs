@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::{execution_name, RunRequest, Services, StepFailure};
 use crate::backfills::{count_intervals, effective_range, intervals_after, Backfill, BackfillRef, BackfillStatus};
 use crate::error::{ExportError, Result};
-use crate::model::Interval;
+use crate::time::Interval;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdvanceInput {

@@ -9,18 +9,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Services;
-use crate::bigquery::rows::event_stage_row;
-use crate::bigquery::{
+use crate::destinations::bigquery::rows::event_stage_row;
+use crate::destinations::bigquery::{
     drop_stage, load_stage, merge_stage, prepare_stage, BigQuery, BigQueryDestinationConfig, LoadTarget, StageLoader,
     TokenSource, MAX_JOB_BYTES,
 };
 use crate::error::{ExportError, Result};
-use crate::export::ExportOutcome;
-use crate::lake::read_rows;
 use crate::model::Model;
 use crate::network::guarded_reqwest_client;
-use crate::persons::read_persons;
+use crate::runs::ExportOutcome;
 use crate::runs::RunRef;
+use crate::sources::lake::persons::read_persons;
+use crate::sources::lake::read_rows;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BigQueryInput {
@@ -63,7 +63,13 @@ pub async fn bigquery_load(services: &Services, run: RunRef) -> Result<BigQueryO
     let outcome = match export.model {
         Model::Persons => {
             let rows = read_persons(&services.lake, run.team_id, &run.interval).await?;
-            load_stage(&bq, target, Model::Persons, rows.iter().map(crate::bigquery::rows::person_stage_row)).await?
+            load_stage(
+                &bq,
+                target,
+                Model::Persons,
+                rows.iter().map(crate::destinations::bigquery::rows::person_stage_row),
+            )
+            .await?
         }
         Model::Events => {
             // The planned chunk's rows, read on a blocking thread in batches and loaded as they come.

@@ -6,12 +6,13 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::Services;
+use crate::destinations::s3::export::file_spec;
+use crate::destinations::s3::persons::export_persons;
+use crate::destinations::s3::{destination_client, S3Target};
+use crate::engine::chunks::write_chunk;
 use crate::error::Result;
-use crate::export::{export_chunk as write_chunk, FileSink};
 use crate::model::Model;
-use crate::persons::export_persons;
 use crate::runs::RunRef;
-use crate::s3::{destination_client, S3Target};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChunkInput {
@@ -36,8 +37,8 @@ pub async fn export_chunk(services: &Services, input: ChunkInput) -> Result<Chun
             Model::Persons => export_persons(&services.lake, &target, run.team_id, &run.interval, &config).await?.files,
             Model::Events => {
                 let plan = services.work.load_chunk_plan(run, input.chunk).await?;
-                let sink = FileSink::S3(target);
-                write_chunk(&services.lake, &sink, &filter, &plan, &config, &services.engine).await?
+                let files = file_spec(&config, run.interval, model, plan.file_label())?;
+                write_chunk(&services.lake, &target, &filter, &plan, &files, &services.engine).await?
             }
         };
         // On the run before anything else refers to them: a later attempt deletes what it does not write again.

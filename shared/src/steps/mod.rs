@@ -7,7 +7,7 @@
 //!
 //! Step payloads hold ids, times, counts and chunk numbers only; configs and credentials are loaded from the
 //! exports table by the steps that need them, and larger state (chunk plans, file lists) is kept in the work
-//! area ([`crate::plan::WorkStore`]).
+//! area ([`crate::store::work::WorkStore`]).
 
 mod advance_backfill;
 mod bigquery;
@@ -30,18 +30,19 @@ pub use self::write_manifest::{write_manifest, ManifestInput, ManifestOutput};
 use aws_config::{BehaviorVersion, SdkConfig};
 use chrono::Duration;
 
+use crate::batch_export::{BatchExport, Destination};
+use crate::destinations::s3::lake_client;
+use crate::engine::chunks::ChunkLimits;
+use crate::engine::EngineSettings;
 use crate::error::Result;
-use crate::export::EngineSettings;
-use crate::exports::{BatchExport, Destination};
-use crate::lake::{LakeStore, RowFilter};
 use crate::model::Model;
 use crate::network::EndpointPolicy;
-use crate::plan::{ChunkLimits, WorkStore};
 use crate::runs::RunRef;
-use crate::s3::lake_client;
 use crate::schedules::ExistingSchedules;
 use crate::secrets::SecretBox;
 use crate::settings::Settings;
+use crate::sources::lake::{LakeStore, RowFilter};
+use crate::store::work::WorkStore;
 use crate::store::{BackfillStore, ExportStore, RunStore};
 use crate::S3DestinationConfig;
 

@@ -6,12 +6,12 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::Services;
+use crate::batch_export::Destination;
+use crate::engine::chunks::plan_chunks;
 use crate::error::Result;
-use crate::export::plan_chunks;
-use crate::exports::Destination;
 use crate::model::Model;
-use crate::persons::read_persons;
 use crate::runs::RunRef;
+use crate::sources::lake::persons::read_persons;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanOutput {

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::Services;
 use crate::error::{ExportError, Result};
-use crate::model::Interval;
 use crate::runs::{Run, RunRef};
 use crate::store::Begin;
+use crate::time::Interval;
 
 /// The execution input: ids and times only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,7 +49,7 @@ pub struct StartOutput {
 }
 
 impl RunRequest {
-    fn interval(&self, export: &crate::exports::BatchExport) -> Result<Interval> {
+    fn interval(&self, export: &crate::batch_export::BatchExport) -> Result<Interval> {
         match (self.data_interval_start, self.data_interval_end, self.scheduled_time) {
             (Some(start), Some(end), _) => Interval::new(start, end),
             (None, None, Some(at)) => export.interval_scheduled_at(at),

@@ -13,10 +13,10 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::Services;
+use crate::destinations::s3::manifest::{manifest_key_of, put_manifest};
+use crate::destinations::s3::{destination_client, S3Target};
 use crate::error::{ExportError, Result};
-use crate::export::{manifest_key_of, write_manifest as put_manifest, ExportOutcome, FileSink};
-use crate::runs::{RunRef, RunStatus};
-use crate::s3::{destination_client, S3Target};
+use crate::runs::{ExportOutcome, RunRef, RunStatus};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManifestInput {
@@ -48,8 +48,7 @@ pub async fn write_manifest(services: &Services, input: ManifestInput) -> Result
         services.runs.record_written(run, &[key], Utc::now()).await?;
     }
     let target = S3Target::new(destination_client(&services.aws, &config, services.endpoints), &config);
-    let sink = FileSink::S3(target.clone());
-    let manifest_key = put_manifest(&sink, run.interval, model, &config, &files).await?;
+    let manifest_key = put_manifest(&target, run.interval, model, &config, &files).await?;
     let outcome = ExportOutcome::new(files, manifest_key);
     let earlier_files_deleted = delete_earlier_files(services, run, &target, &outcome).await?;
     services.work.save_outcome(run, &outcome).await?;

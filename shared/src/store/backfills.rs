@@ -12,7 +12,7 @@ use super::{item_error, n, s, time_value};
 use crate::aws_error::classify_sdk_error;
 use crate::backfills::{Backfill, BackfillRef, BackfillStatus};
 use crate::error::{ExportError, Result};
-use crate::model::Interval;
+use crate::time::Interval;
 
 #[derive(Debug, Clone)]
 pub struct BackfillStore {

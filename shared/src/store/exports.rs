@@ -14,8 +14,8 @@ use std::collections::HashMap;
 
 use super::{item_error, time_value};
 use crate::aws_error::classify_sdk_error;
+use crate::batch_export::BatchExport;
 use crate::error::{ExportError, Result};
-use crate::exports::BatchExport;
 use crate::secrets::{without_secrets, SecretBox, ENCRYPTED_SECRETS};
 
 /// An export as its item holds it: the export (without credentials), the item's version, and the sealed

@@ -14,11 +14,13 @@ mod api_keys;
 mod backfills;
 mod exports;
 mod runs;
+pub mod work;
 
 pub use self::api_keys::{hash_key, ApiKey, ApiKeyStore};
 pub use self::backfills::BackfillStore;
 pub use self::exports::{ExportStore, StoredExport};
 pub use self::runs::{Begin, RunPage, RunStore};
+pub use self::work::WorkStore;
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,

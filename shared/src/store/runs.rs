@@ -10,9 +10,9 @@ use chrono::{DateTime, Duration, Utc};
 use super::{item_error, n, s, time_value as time};
 use crate::aws_error::classify_sdk_error;
 use crate::error::{ExportError, Result};
-use crate::export::ExportOutcome;
-use crate::model::Interval;
+use crate::runs::ExportOutcome;
 use crate::runs::{Run, RunRef, RunStatus};
+use crate::time::Interval;
 
 /// One page of runs, and the cursor of the next page if there is one.
 #[derive(Debug, Clone, PartialEq)]
