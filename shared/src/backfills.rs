@@ -159,7 +159,7 @@ pub fn intervals_after(
         // The interval holding `previous_end` in its first instant ends after it.
         let next = export.interval.interval_ending_at_or_before(previous_end + step(export.interval), tz)?;
         if next.end <= previous_end {
-            return Err(ExportError::Internal(format!("no interval follows {}", crate::time::iso(previous_end))));
+            return Err(ExportError::internal(format!("no interval follows {}", crate::time::iso(previous_end))));
         }
         if next.end > range.end {
             break;

@@ -7,8 +7,9 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::destinations::s3::config::S3DestinationConfig;
-use crate::error::{ExportError, Result};
+use crate::error::{ExportError, InternalContext, Result};
 use crate::model::Model;
+use crate::network::EndpointPolicy;
 use crate::time::Interval;
 
 /// How often an export runs; each run covers one interval ending at its scheduled time.
@@ -47,9 +48,7 @@ impl ExportInterval {
             ExportInterval::Week => 7,
             _ => {
                 let step = self.duration();
-                let end = scheduled
-                    .duration_trunc(step)
-                    .map_err(|e| ExportError::Internal(format!("interval rounding: {e}")))?;
+                let end = scheduled.duration_trunc(step).internal("interval rounding")?;
                 return Interval::new(end - step, end);
             }
         };
@@ -80,7 +79,10 @@ pub fn parse_timezone(name: &str) -> Result<Tz> {
     })
 }
 
-/// Where an export's files go. Serialized as the reference does: `{"type": "S3", "config": {...}}`.
+/// Where an export's rows go. Serialized as the reference does: `{"type": "S3", "config": {...}}`.
+///
+/// The one place that names every destination: each variant's facts are the methods below (adding a
+/// destination adds a variant, and the compiler lists every method to extend).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "config")]
 pub enum Destination {
@@ -97,6 +99,23 @@ impl Destination {
         }
     }
 
+    /// Every type name, as [`Destination::type_name`] gives them.
+    pub const TYPE_NAMES: [&'static str; 2] = ["S3", "BigQuery"];
+
+    /// A destination of type `type_name` (one of [`Destination::TYPE_NAMES`]) from its JSON config, which
+    /// `parser` deserializes; `None` for an unknown type.
+    pub fn from_config<P: ConfigParser>(
+        type_name: &str,
+        config: serde_json::Value,
+        parser: &P,
+    ) -> Option<std::result::Result<Destination, P::Error>> {
+        Some(match type_name {
+            "S3" => parser.parse(config).map(Destination::S3),
+            "BigQuery" => parser.parse(config).map(Destination::BigQuery),
+            _ => return None,
+        })
+    }
+
     /// The config fields that are credentials: encrypted at rest, never returned or logged.
     pub fn secret_fields(&self) -> &'static [&'static str] {
         match self {
@@ -104,6 +123,39 @@ impl Destination {
             Destination::BigQuery(_) => &["private_key", "private_key_id"],
         }
     }
+
+    /// Checks the config, naming the field it finds wrong (relative to the config); `stored` names the secret
+    /// fields the export keeps stored, and `policy` says where user-given endpoints may point.
+    pub fn validate_with_stored(&self, stored: &[String], policy: EndpointPolicy) -> Result<()> {
+        match self {
+            Destination::S3(config) => config.validate_with_stored(stored, policy),
+            Destination::BigQuery(config) => config.validate_with_stored(stored, policy),
+        }
+    }
+
+    /// Whether a run may be split into several chunks (then its files carry the chunk in their names): an S3
+    /// destination that splits files. Else a run is one chunk (BigQuery loads it in load jobs of bounded size).
+    pub fn runs_in_chunks(&self) -> bool {
+        match self {
+            Destination::S3(config) => config.max_file_size_bytes().is_some(),
+            Destination::BigQuery(_) => false,
+        }
+    }
+
+    /// The event names the destination takes and leaves out (`include_events`, `exclude_events`; empty: all).
+    pub fn event_names(&self) -> (&[String], &[String]) {
+        match self {
+            Destination::S3(config) => (&config.include_events, &config.exclude_events),
+            Destination::BigQuery(_) => (&[], &[]),
+        }
+    }
+}
+
+/// How a caller deserializes a destination's config for [`Destination::from_config`] (the API's names the
+/// field it finds wrong).
+pub trait ConfigParser {
+    type Error;
+    fn parse<T: serde::de::DeserializeOwned>(&self, config: serde_json::Value) -> std::result::Result<T, Self::Error>;
 }
 
 /// One batch export.

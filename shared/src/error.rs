@@ -77,9 +77,13 @@ pub enum ExportError {
     #[error("local I/O failed: {0}")]
     LocalIo(#[from] std::io::Error),
 
-    /// A bug or an impossible state; not retried.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// A bug or an impossible state; not retried. What caused it, if anything did, is its `source`.
+    #[error("internal error: {context}")]
+    Internal {
+        context: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 /// The `errorType` of retryable failures, matched by the state machine's `Retry`.
@@ -94,6 +98,23 @@ impl ExportError {
 
     pub fn malformed(key: &str, location: RowLocation, reason: impl Into<String>) -> Self {
         ExportError::MalformedRow { key: key.to_string(), location, reason: reason.into() }
+    }
+
+    /// An internal error without a cause.
+    pub fn internal(context: impl Into<String>) -> Self {
+        ExportError::Internal { context: context.into(), source: None }
+    }
+
+    /// The message with every cause after it (`a: b: c`), as a Lambda reports it and a run records it.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
     }
 
     /// Whether trying the same run again may succeed.
@@ -112,6 +133,17 @@ impl ExportError {
 }
 
 pub type Result<T, E = ExportError> = std::result::Result<T, E>;
+
+/// Turns any error into an [`ExportError::Internal`] that keeps it as its source.
+pub trait InternalContext<T> {
+    fn internal(self, context: impl Into<String>) -> Result<T>;
+}
+
+impl<T, E: std::error::Error + Send + Sync + 'static> InternalContext<T> for std::result::Result<T, E> {
+    fn internal(self, context: impl Into<String>) -> Result<T> {
+        self.map_err(|e| ExportError::Internal { context: context.into(), source: Some(Box::new(e)) })
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -136,7 +168,7 @@ mod tests {
             ExportError::AccessDenied { operation: "PutObject", resource: "b".into(), message: "no".into() },
             ExportError::EndpointUnreachable { endpoint: "http://x".into(), message: "refused".into() },
             ExportError::Rejected { operation: "PutObject", resource: "b".into(), message: "400".into() },
-            ExportError::Internal("bug".into()),
+            ExportError::internal("bug"),
             ExportError::NotFound { what: "batch export", id: "x".into() },
             ExportError::Superseded { run_id: "r".into(), message: "attempt 2 took over".into() },
         ];
@@ -152,5 +184,13 @@ mod tests {
         assert_eq!(e.to_string(), "invalid config: `compression`: `lz4` is not supported for JSONLines");
         let e = ExportError::malformed("events/x.jsonl", RowLocation::Line(7), "missing field `uuid`");
         assert_eq!(e.to_string(), "malformed lake row in `events/x.jsonl` at line 7: missing field `uuid`");
+    }
+
+    #[test]
+    fn internal_errors_keep_their_cause() {
+        let e = serde_json::from_str::<u8>("x").internal("decoding work/plan.json").unwrap_err();
+        assert!(std::error::Error::source(&e).is_some());
+        assert_eq!(e.to_string(), "internal error: decoding work/plan.json");
+        assert!(e.chain().starts_with("internal error: decoding work/plan.json: expected value"), "{}", e.chain());
     }
 }

@@ -9,7 +9,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::error::{ExportError, Result};
+use crate::error::{InternalContext, Result};
 use crate::time::IsoMicros;
 
 /// One event as the lake holds it and the events model exports it (`team_id` is only in the lake).
@@ -143,7 +143,7 @@ pub fn events_record_batch(schema: &SchemaRef, rows: &[EventRow]) -> Result<Reco
         times(&|r| r.created_at),
         times(&|r| Some(r.inserted_at)),
     ];
-    RecordBatch::try_new(schema.clone(), columns).map_err(|e| ExportError::Internal(format!("record batch: {e}")))
+    RecordBatch::try_new(schema.clone(), columns).internal("record batch")
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use crate::error::ExportError;
 
 impl From<ExportError> for Diagnostic {
     fn from(e: ExportError) -> Self {
-        Diagnostic { error_type: e.error_type().to_string(), error_message: e.to_string() }
+        Diagnostic { error_type: e.error_type().to_string(), error_message: e.chain() }
     }
 }
 

@@ -17,7 +17,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::aws_error::classify_sdk_error;
 use crate::batch_export::{parse_timezone, BatchExport, ExportInterval};
-use crate::error::{ExportError, Result};
+use crate::error::{ExportError, InternalContext, Result};
 use crate::store::{ExportStore, StoredExport};
 
 /// Where schedules go and what they start (from [`crate::settings::Settings::schedule_settings`]).
@@ -125,10 +125,8 @@ impl Schedules {
         let delay = self.settings.delay_minutes;
         let expression = schedule_expression(export.interval, delay);
         let timezone = schedule_timezone(export)?;
-        let window = FlexibleTimeWindow::builder()
-            .mode(FlexibleTimeWindowMode::Off)
-            .build()
-            .map_err(|e| ExportError::Internal(format!("schedule window: {e}")))?;
+        let window =
+            FlexibleTimeWindow::builder().mode(FlexibleTimeWindowMode::Off).build().internal("schedule window")?;
         let target = Target::builder()
             .arn(&self.settings.target_arn)
             .role_arn(&self.settings.role_arn)
@@ -137,7 +135,7 @@ impl Schedules {
                 RetryPolicy::builder().maximum_event_age_in_seconds(86_400).maximum_retry_attempts(20).build(),
             )
             .build()
-            .map_err(|e| ExportError::Internal(format!("schedule target: {e}")))?;
+            .internal("schedule target")?;
         let (start, end) = schedule_dates(export, delay, now);
         let ended = export.end_at.is_some() && end.is_none();
         let state = if export.paused || ended { ScheduleState::Disabled } else { ScheduleState::Enabled };
@@ -279,7 +277,7 @@ impl ExistingSchedules {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => return Ok(()),
             Err(e) => return Err(classify_sdk_error(e, "GetSchedule", &name, None)),
         };
-        let target = current.target.ok_or_else(|| ExportError::Internal(format!("schedule `{name}` has no target")))?;
+        let target = current.target.ok_or_else(|| ExportError::internal(format!("schedule `{name}` has no target")))?;
         let settings = ScheduleSettings {
             group: self.group.clone(),
             target_arn: target.arn,

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use crate::aws_error::classify_sdk_error;
 use crate::batch_export::BatchExport;
-use crate::error::{ExportError, Result};
+use crate::error::{ExportError, InternalContext, Result};
 
 /// The attribute of an export item that holds its encrypted secrets.
 pub const ENCRYPTED_SECRETS: &str = "encrypted_secrets";
@@ -37,7 +37,7 @@ impl SecretBox {
 
     /// The item form of an export: its JSON with every secret field moved, encrypted, to `encrypted_secrets`.
     pub async fn seal(&self, export: &BatchExport) -> Result<Value> {
-        let mut item = serde_json::to_value(export).map_err(|e| ExportError::Internal(format!("export JSON: {e}")))?;
+        let mut item = serde_json::to_value(export).internal("export JSON")?;
         let mut sealed = Map::new();
         let config = item["destination"]["config"].as_object_mut().expect("a destination has a config object");
         for field in export.destination.secret_fields() {
@@ -62,14 +62,14 @@ impl SecretBox {
             .await
             .map_err(|e| classify_sdk_error(e, "GenerateDataKey", &self.key_id, None))?;
         let (Some(data_key), Some(wrapped)) = (out.plaintext, out.ciphertext_blob) else {
-            return Err(ExportError::Internal("KMS returned no data key".into()));
+            return Err(ExportError::internal("KMS returned no data key"));
         };
         let mut nonce = [0u8; NONCE_LEN];
-        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| ExportError::Internal("no random nonce".into()))?;
+        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| ExportError::internal("no random nonce"))?;
         let mut data = plain.into_bytes();
         cipher(data_key.as_ref())?
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), aad(team_id, export_id, field), &mut data)
-            .map_err(|_| ExportError::Internal(format!("sealing `{field}` failed")))?;
+            .map_err(|_| ExportError::internal(format!("sealing `{field}` failed")))?;
         Ok(serde_json::json!({"key": b64(wrapped.as_ref()), "nonce": b64(&nonce), "data": b64(&data)}))
     }
 
@@ -82,7 +82,7 @@ impl SecretBox {
         };
         for (field, stored) in sealed {
             let what = format!("the `{field}` of export `{export_id}`");
-            let unreadable = || ExportError::Internal(format!("{what} is not a sealed secret"));
+            let unreadable = || ExportError::internal(format!("{what} is not a sealed secret"));
             let decoded = |v: &Value| v.as_str().and_then(|c| aws_smithy_types::base64::decode(c).ok());
             let plain = match &stored {
                 // Written by an earlier version: the value encrypted by KMS directly.
@@ -97,13 +97,13 @@ impl SecretBox {
                     let opened =
                         cipher(&data_key)?
                             .open_in_place(nonce, aad(team_id, &export_id, &field), &mut data)
-                            .map_err(|_| ExportError::Internal(format!("{what} does not open with its data key")))?;
+                            .map_err(|_| ExportError::internal(format!("{what} does not open with its data key")))?;
                     opened.to_vec()
                 }
                 _ => return Err(unreadable()),
             };
             let plain = String::from_utf8(plain)
-                .map_err(|_| ExportError::Internal(format!("the secret `{field}` is not UTF-8")))?;
+                .map_err(|_| ExportError::internal(format!("the secret `{field}` is not UTF-8")))?;
             item["destination"]["config"][&field] = Value::String(plain);
         }
         Ok(item)
@@ -119,7 +119,7 @@ impl SecretBox {
             .send()
             .await
             .map_err(|e| classify_sdk_error(e, "Decrypt", &format!("the `{field}` of export `{export_id}`"), None))?;
-        Ok(out.plaintext.ok_or_else(|| ExportError::Internal("KMS returned no plaintext".into()))?.into_inner())
+        Ok(out.plaintext.ok_or_else(|| ExportError::internal("KMS returned no plaintext"))?.into_inner())
     }
 }
 
@@ -129,7 +129,7 @@ fn b64(bytes: &[u8]) -> String {
 
 fn cipher(data_key: &[u8]) -> Result<LessSafeKey> {
     let key = UnboundKey::new(&AES_256_GCM, data_key)
-        .map_err(|_| ExportError::Internal("KMS returned a data key that is not AES-256".into()))?;
+        .map_err(|_| ExportError::internal("KMS returned a data key that is not AES-256"))?;
     Ok(LessSafeKey::new(key))
 }
 
@@ -152,8 +152,7 @@ pub async fn ensure_key_alias(client: &aws_sdk_kms::Client, alias: &str) -> Resu
         .send()
         .await
         .map_err(|e| classify_sdk_error(e, "CreateKey", alias, None))?;
-    let key_id =
-        key.key_metadata.map(|m| m.key_id).ok_or_else(|| ExportError::Internal("KMS created no key".into()))?;
+    let key_id = key.key_metadata.map(|m| m.key_id).ok_or_else(|| ExportError::internal("KMS created no key"))?;
     client
         .create_alias()
         .alias_name(alias)

@@ -4,14 +4,9 @@
 //! rows, `use_json_type` on and off, a denied permission and a bad key as non-retryable errors naming what was
 //! refused, and no stage table left behind.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
 use batch_exports::batch_export::{BatchExport, Destination, ExportInterval};
 use batch_exports::destinations::bigquery::schema::stage_table;
-use batch_exports::destinations::bigquery::{
-    load_events, load_persons, BigQuery, BigQueryDestinationConfig, LoadTarget, TokenSource,
-};
+use batch_exports::destinations::bigquery::{load_events, load_persons, LoadTarget, TokenSource};
 use batch_exports::network::{guarded_reqwest_client, EndpointPolicy};
 use batch_exports::person::PersonRow;
 use batch_exports::runs::RunStatus;
@@ -20,133 +15,11 @@ use batch_exports::sources::synthetic::SyntheticEvents;
 use batch_exports::store::{ExportStore, RunStore};
 use batch_exports::{ExportError, Interval};
 use chrono::{Duration, Utc};
-use integration_tests::{execute_machine, public_key_pem, rsa_key_pem, secret_box, settings, Api};
-use serde_json::{json, Value};
+use integration_tests::bigquery::{Emulator, TokenStub};
+use integration_tests::{execute_machine, rsa_key_pem, secret_box, settings, Api};
+use serde_json::json;
 
 use crate::persons::MovedIds;
-
-/// The token endpoint and authenticating front, stopped when dropped.
-struct TokenStub {
-    child: Child,
-    url: String,
-    key: String,
-    _dir: tempfile::TempDir,
-}
-
-impl TokenStub {
-    fn start() -> TokenStub {
-        TokenStub::start_with(rsa_key_pem(2048))
-    }
-
-    /// A stub that accepts the JWTs signed by `key` (a PEM private key).
-    fn start_with(key: String) -> TokenStub {
-        let emulator = std::env::var("BATCH_EXPORT_BIGQUERY_EMULATOR")
-            .expect("BATCH_EXPORT_BIGQUERY_EMULATOR is not set: run the tests with scripts/test.sh");
-        let python = std::env::var("BATCH_EXPORT_BQ_PYTHON").unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let public = dir.path().join("public.pem");
-        std::fs::write(&public, public_key_pem(&key)).unwrap();
-        let mut child = Command::new(python)
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/token_stub.py"))
-            .arg(&public)
-            .arg(&emulator)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the token stub");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        TokenStub { child, url: format!("http://127.0.0.1:{}", line.trim()), key, _dir: dir }
-    }
-
-    fn config(&self, dataset: &str, email: &str, use_json_type: bool) -> BigQueryDestinationConfig {
-        serde_json::from_value(json!({
-            "project_id": "test-proj", "dataset_id": dataset, "table_id": "events", "use_json_type": use_json_type,
-            "private_key": self.key, "private_key_id": "key-1", "client_email": email,
-            "token_uri": format!("{}/token", self.url),
-        }))
-        .unwrap()
-    }
-
-    fn client(&self, config: &BigQueryDestinationConfig) -> BigQuery {
-        let http = reqwest::Client::new();
-        BigQuery::new(http.clone(), &self.url, "test-proj", TokenSource::new(http, config).unwrap())
-    }
-}
-
-impl Drop for TokenStub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The emulator itself (no auth): what a user looking at the dataset sees.
-struct Emulator {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Emulator {
-    fn new() -> Emulator {
-        let base =
-            format!("{}/bigquery/v2/projects/test-proj", std::env::var("BATCH_EXPORT_BIGQUERY_EMULATOR").unwrap());
-        Emulator { http: reqwest::Client::new(), base }
-    }
-
-    async fn create_dataset(&self) -> String {
-        let dataset = format!("exports_{}", uuid_suffix());
-        let body = json!({"datasetReference": {"projectId": "test-proj", "datasetId": dataset}});
-        let response = self.http.post(format!("{}/datasets", self.base)).json(&body).send().await.unwrap();
-        assert!(response.status().is_success());
-        dataset
-    }
-
-    async fn tables(&self, dataset: &str) -> Vec<String> {
-        let list: Value = self
-            .http
-            .get(format!("{}/datasets/{dataset}/tables", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        list["tables"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|t| t["tableReference"]["tableId"].as_str().unwrap().to_string())
-            .collect()
-    }
-
-    async fn table(&self, dataset: &str, table: &str) -> Value {
-        self.http
-            .get(format!("{}/datasets/{dataset}/tables/{table}", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn query(&self, sql: &str) -> Vec<Vec<Value>> {
-        let body = json!({"query": sql, "useLegacySql": false, "formatOptions": {"useInt64Timestamp": true}});
-        let answer: Value =
-            self.http.post(format!("{}/queries", self.base)).json(&body).send().await.unwrap().json().await.unwrap();
-        assert!(answer["errors"].is_null(), "{sql}: {answer}");
-        answer["rows"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| r["f"].as_array().unwrap().iter().map(|c| c["v"].clone()).collect())
-            .collect()
-    }
-}
-
-fn uuid_suffix() -> String {
-    format!("{}_{}", Utc::now().timestamp_millis(), std::process::id())
-}
 
 fn hour() -> Interval {
     let start = (Utc::now() - Duration::days(1)).date_naive().and_hms_opt(10, 0, 0).unwrap().and_utc();

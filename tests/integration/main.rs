@@ -11,3 +11,4 @@ mod persons;
 mod s3_export;
 mod schedules;
 mod state_machine;
+mod template;

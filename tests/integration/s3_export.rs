@@ -5,10 +5,14 @@ use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
 use batch_exports::destinations::s3::config::Encryption;
+use batch_exports::destinations::s3::export::file_spec;
 use batch_exports::destinations::s3::{destination_client, destination_client_config, S3Target};
+use batch_exports::engine::chunks::{plan_chunks, write_chunk};
 use batch_exports::format::{Compression, FORMAT_COMPRESSIONS};
+use batch_exports::model::Model;
 use batch_exports::network::EndpointPolicy;
 use batch_exports::sources::lake::writer::{ndjson_bytes, parquet_bytes};
+use batch_exports::sources::lake::RowFilter;
 use batch_exports::sources::synthetic::SyntheticEvents;
 use batch_exports::{
     export_events, EngineSettings, EventRow, ExportError, ExportOutcome, Interval, S3DestinationConfig,
@@ -158,6 +162,47 @@ async fn a_failed_part_aborts_the_upload() {
     assert!(error.to_string().contains("UploadPart"), "{error}");
     assert_eq!(open_uploads(&client, &destination).await, 0, "an incomplete multipart upload was left behind");
     assert!(list_keys(&client, &destination).await.is_empty(), "a partial file was stored");
+}
+
+/// A lake object replaced between planning and reading (its ETag no longer matches: S3 answers 412) fails the
+/// chunk with a retryable `LakeObjectChanged` naming the object, and leaves no file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lake_object_replaced_after_planning_is_a_retryable_change() {
+    let base = local_stack().await;
+    let client = s3(&base);
+    let mut lake = Lake::new(&client, &new_bucket(&client, "lake").await);
+    let mut gen = SyntheticEvents::new(6, TEAM);
+    let key = lake
+        .add_raw(
+            TEAM,
+            hour(10),
+            "a.jsonl",
+            ndjson_bytes(&gen.events_between(hour(10), Duration::minutes(30), 100), None).unwrap(),
+        )
+        .await;
+    let interval = Interval::new(hour(10), hour(11)).unwrap();
+    let filter = RowFilter::new(TEAM, interval, &[], &[]);
+    let chunks = plan_chunks(&lake.store(), &filter, &settings(), None).await.unwrap();
+    // Replaced after planning, as late data rewriting an object would.
+    lake.add_raw(
+        TEAM,
+        hour(10),
+        "a.jsonl",
+        ndjson_bytes(&gen.events_between(hour(10), Duration::minutes(30), 50), None).unwrap(),
+    )
+    .await;
+
+    let destination = new_bucket(&client, "exports").await;
+    let config = S3DestinationConfig::new(&destination);
+    let sink = S3Target::new(destination_client(&base, &config, integration_tests::settings().endpoints), &config);
+    let spec = file_spec(&config, interval, Model::Events, None).unwrap();
+    let error = write_chunk(&lake.store(), &sink, &filter, &chunks[0], &spec, &settings()).await.unwrap_err();
+    match &error {
+        ExportError::LakeObjectChanged { key: changed } => assert_eq!(changed, &key),
+        other => panic!("expected a changed lake object, got {other}"),
+    }
+    assert!(error.is_retryable());
+    assert!(list_keys(&client, &destination).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

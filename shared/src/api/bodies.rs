@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use crate::backfills::Backfill;
-use crate::batch_export::{parse_timezone, BatchExport, Destination, ExportInterval};
+use crate::batch_export::{parse_timezone, BatchExport, ConfigParser, Destination, ExportInterval};
 use crate::limits::MAX_NAME_CHARS;
 use crate::model::Model;
 use crate::network::EndpointPolicy;
@@ -212,14 +212,26 @@ pub struct DestinationBody {
 
 impl DestinationBody {
     fn parse(self) -> Result<Destination, ApiError> {
-        match self.kind.as_str() {
-            "S3" => Ok(Destination::S3(parse_value(self.config, "destination.config")?)),
-            "BigQuery" => Ok(Destination::BigQuery(parse_value(self.config, "destination.config")?)),
-            other => Err(ApiError::validation(
-                "destination.type",
-                format!("`{other}` is not a destination type (S3, BigQuery)"),
-            )),
-        }
+        Destination::from_config(&self.kind, self.config, &FieldNamingParser("destination.config")).unwrap_or_else(
+            || {
+                let types = Destination::TYPE_NAMES.join(", ");
+                Err(ApiError::validation(
+                    "destination.type",
+                    format!("`{}` is not a destination type ({types})", self.kind),
+                ))
+            },
+        )
+    }
+}
+
+/// Parses a config with [`parse_value`], naming a bad field under its prefix.
+struct FieldNamingParser(&'static str);
+
+impl ConfigParser for FieldNamingParser {
+    type Error = ApiError;
+
+    fn parse<T: DeserializeOwned>(&self, config: Value) -> Result<T, ApiError> {
+        parse_value(config, self.0)
     }
 }
 
@@ -293,11 +305,7 @@ pub fn check_export(export: &BatchExport, stored: &[String], policy: EndpointPol
             return Err(ApiError::validation("start_at", "must be before end_at"));
         }
     }
-    let checked = match &export.destination {
-        Destination::S3(config) => config.validate_with_stored(stored, policy),
-        Destination::BigQuery(config) => config.validate_with_stored(stored, policy),
-    };
-    checked.map_err(|e| match e {
+    export.destination.validate_with_stored(stored, policy).map_err(|e| match e {
         crate::ExportError::InvalidConfig { field, reason } => {
             ApiError::validation(format!("destination.config.{field}"), reason)
         }

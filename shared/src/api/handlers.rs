@@ -166,7 +166,7 @@ async fn start_backfill(
     let machine = services
         .backfill_state_machine_arn
         .as_deref()
-        .ok_or_else(|| ExportError::Internal("BATCH_EXPORT_BACKFILL_STATE_MACHINE_ARN is not set".into()))?;
+        .ok_or_else(|| ExportError::internal("BATCH_EXPORT_BACKFILL_STATE_MACHINE_ARN is not set"))?;
     let backfill = Backfill::new(export, range, concurrency, Utc::now());
     services.backfills.create(&backfill).await?;
     let input = json!({"backfill": backfill.reference()}).to_string();

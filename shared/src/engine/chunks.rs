@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::pipeline::{write_files, FileSpec};
 use super::sink::FileSink;
 use super::EngineSettings;
-use crate::error::{ExportError, Result};
+use crate::error::{InternalContext, Result};
 use crate::event::EventRow;
 use crate::runs::WrittenFile;
 use crate::sources::lake::{plan_rows, read_rows, LakeObject, LakeStore, RowFilter, RowPlan};
@@ -145,7 +145,7 @@ pub async fn write_chunk(
 
 /// Runs a blocking closure on Tokio's blocking pool.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ExportError::Internal(format!("blocking task: {e}")))?
+    tokio::task::spawn_blocking(f).await.internal("blocking task")?
 }
 
 #[cfg(test)]

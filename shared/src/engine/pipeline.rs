@@ -13,7 +13,7 @@ use tokio::sync::mpsc::{self, Receiver, Sender};
 use super::encode::{new_encoder, Encoder};
 use super::sink::{FileMessage, FileSink, PartBuffers, UploadSettings};
 use super::EngineSettings;
-use crate::error::{ExportError, Result};
+use crate::error::{ExportError, InternalContext, Result};
 use crate::event::EventRow;
 use crate::format::{Compression, FileFormat};
 use crate::runs::WrittenFile;
@@ -60,7 +60,7 @@ where
         tokio::task::spawn_blocking(move || encode_files(source, tx, buffers, &spec, &settings))
     };
     let uploaded = receive_files(sink, rx, &settings.upload, &buffers).await;
-    let encoded = encoding.await.map_err(|e| ExportError::Internal(format!("encoding task: {e}")))?;
+    let encoded = encoding.await.internal("encoding task")?;
     // An upload failure stops the encoder (its channel closes), so the upload's error is the cause.
     let files = uploaded?;
     encoded?;
@@ -77,7 +77,7 @@ async fn receive_files(
     let mut files = Vec::new();
     while let Some(message) = rx.recv().await {
         let FileMessage::Begin { key } = message else {
-            return Err(ExportError::Internal("file data outside a file".into()));
+            return Err(ExportError::internal("file data outside a file"));
         };
         match sink.write_file(&key, &mut rx, upload, buffers).await? {
             Some((bytes, records)) => files.push(WrittenFile { key, bytes, records }),
@@ -138,7 +138,7 @@ where
 }
 
 fn send(tx: &Sender<FileMessage>, message: FileMessage) -> Result<()> {
-    tx.blocking_send(message).map_err(|_| ExportError::Internal("the upload stopped".into()))
+    tx.blocking_send(message).map_err(|_| ExportError::internal("the upload stopped"))
 }
 
 /// Collects encoded bytes into parts of `part_size` and sends each full part to the uploader.

@@ -6,21 +6,19 @@
 //! [`bigquery_merge`] with `cleanup` to drop the stage table before recording the run `Failed`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::Services;
-use crate::destinations::bigquery::rows::event_stage_row;
+use crate::destinations::bigquery::rows::person_stage_row;
 use crate::destinations::bigquery::{
-    drop_stage, load_stage, merge_stage, prepare_stage, BigQuery, BigQueryDestinationConfig, LoadTarget, StageLoader,
-    TokenSource, MAX_JOB_BYTES,
+    drop_stage, load_chunk_into_stage, load_stage, merge_stage, prepare_stage, BigQuery, BigQueryDestinationConfig,
+    LoadTarget, TokenSource, MAX_JOB_BYTES,
 };
-use crate::error::{ExportError, Result};
+use crate::error::Result;
 use crate::model::Model;
 use crate::network::guarded_reqwest_client;
 use crate::runs::ExportOutcome;
 use crate::runs::RunRef;
 use crate::sources::lake::persons::read_persons;
-use crate::sources::lake::read_rows;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BigQueryInput {
@@ -36,9 +34,6 @@ pub struct BigQueryOutput {
     pub bytes: u64,
     pub load_jobs: u32,
 }
-
-/// Rows sent to the loader per message (the stage rows are serialized into load jobs as they arrive).
-const BATCH: usize = 8192;
 
 fn client(services: &Services, config: &BigQueryDestinationConfig) -> Result<BigQuery> {
     let http = reqwest::Client::new();
@@ -63,45 +58,13 @@ pub async fn bigquery_load(services: &Services, run: RunRef) -> Result<BigQueryO
     let outcome = match export.model {
         Model::Persons => {
             let rows = read_persons(&services.lake, run.team_id, &run.interval).await?;
-            load_stage(
-                &bq,
-                target,
-                Model::Persons,
-                rows.iter().map(crate::destinations::bigquery::rows::person_stage_row),
-            )
-            .await?
+            load_stage(&bq, target, Model::Persons, rows.iter().map(person_stage_row)).await?
         }
         Model::Events => {
-            // The planned chunk's rows, read on a blocking thread in batches and loaded as they come.
             let plan = services.work.load_chunk_plan(&run, 0).await?;
             let filter = super::row_filter(&run, &export);
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Value>>(2);
-            let (lake, batch_size) = (services.lake.clone(), services.engine.batch_size.min(BATCH));
-            let reader = tokio::task::spawn_blocking(move || {
-                read_rows(&lake, &plan.objects, &filter, &plan.rows, batch_size, &mut |batch| {
-                    tx.blocking_send(batch.iter().map(event_stage_row).collect())
-                        .map_err(|_| ExportError::Internal("the loader stopped".into()))
-                })
-            });
-            let mut loader = StageLoader::new(&bq, target, Model::Events);
-            let mut loaded = Ok(());
-            while let Some(batch) = rx.recv().await {
-                for row in &batch {
-                    loaded = loader.push(row).await;
-                    if loaded.is_err() {
-                        break;
-                    }
-                }
-                if loaded.is_err() {
-                    // Dropping the receiver stops the reader.
-                    break;
-                }
-            }
-            drop(rx);
-            let read = reader.await.map_err(|e| ExportError::Internal(format!("reader: {e}")))?;
-            loaded?;
-            read?;
-            loader.finish().await?
+            let batch_size = services.engine.batch_size;
+            load_chunk_into_stage(&bq, target, &services.lake, plan, filter, batch_size).await?
         }
     };
     Ok(BigQueryOutput { records: outcome.rows, bytes: outcome.bytes, load_jobs: outcome.load_jobs })

@@ -30,7 +30,7 @@ pub use self::write_manifest::{write_manifest, ManifestInput, ManifestOutput};
 use aws_config::{BehaviorVersion, SdkConfig};
 use chrono::Duration;
 
-use crate::batch_export::{BatchExport, Destination};
+use crate::batch_export::BatchExport;
 use crate::destinations::s3::lake_client;
 use crate::engine::chunks::ChunkLimits;
 use crate::engine::EngineSettings;
@@ -134,10 +134,6 @@ impl Services {
 
 /// The rows of the lake a run of `export` takes (S3 destinations may include or exclude events by name).
 fn row_filter(run: &RunRef, export: &BatchExport) -> RowFilter {
-    match &export.destination {
-        Destination::S3(config) => {
-            RowFilter::new(run.team_id, run.interval, &config.include_events, &config.exclude_events)
-        }
-        Destination::BigQuery(_) => RowFilter::new(run.team_id, run.interval, &[], &[]),
-    }
+    let (include, exclude) = export.destination.event_names();
+    RowFilter::new(run.team_id, run.interval, include, exclude)
 }

@@ -6,10 +6,10 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::Services;
-use crate::batch_export::Destination;
 use crate::engine::chunks::plan_chunks;
 use crate::error::Result;
 use crate::model::Model;
+use crate::network::EndpointPolicy;
 use crate::runs::RunRef;
 use crate::sources::lake::persons::read_persons;
 
@@ -33,11 +33,11 @@ pub async fn plan_run(services: &Services, run: RunRef) -> Result<PlanOutput> {
     }
     // Without a file size limit the reference writes one file per run, so the run is one chunk; a BigQuery run
     // is one chunk, loaded in load jobs of bounded size.
-    let limits = match &export.destination {
-        // The config is checked before any reading: a stored item the API would refuse fails the run here.
-        Destination::S3(_) => export.s3_config()?.max_file_size_bytes().map(|_| services.chunks),
-        Destination::BigQuery(_) => None,
-    };
+    // The config is checked before any reading: a stored item the API would refuse fails the run here (its
+    // secrets are sealed, so not read here).
+    let sealed: Vec<String> = export.destination.secret_fields().iter().map(|f| f.to_string()).collect();
+    export.destination.validate_with_stored(&sealed, EndpointPolicy::PRIVATE_ALLOWED)?;
+    let limits = export.destination.runs_in_chunks().then_some(services.chunks);
     let chunks = plan_chunks(&services.lake, &super::row_filter(&run, &export), &services.engine, limits).await?;
     for chunk in &chunks {
         services.work.save_chunk_plan(&run, chunk).await?;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{RunRequest, Services};
 use crate::aws_error::classify_sdk_error;
-use crate::error::{ExportError, Result};
+use crate::error::{ExportError, InternalContext, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TriggerOutput {
@@ -83,7 +83,7 @@ pub async fn trigger_run(services: &Services, request: RunRequest) -> Result<Tri
         data_interval_end: Some(interval.end),
         backfill_id: None,
     };
-    let input = serde_json::to_string(&input).map_err(|e| ExportError::Internal(format!("execution input: {e}")))?;
+    let input = serde_json::to_string(&input).internal("execution input")?;
     let started = services.sfn.start_execution().state_machine_arn(state_machine).name(&name).input(input).send().await;
     match started {
         Ok(out) => {

@@ -103,8 +103,11 @@ pub async fn create_tables(client: &aws_sdk_dynamodb::Client, tables: &Tables) -
 }
 
 /// Maps a failure to convert a stored item into the model.
-fn item_error(table: &str, e: impl std::fmt::Display) -> ExportError {
-    ExportError::Internal(format!("an item of table `{table}` does not match the model: {e}"))
+fn item_error(table: &str, e: impl std::error::Error + Send + Sync + 'static) -> ExportError {
+    ExportError::Internal {
+        context: format!("an item of table `{table}` does not match the model"),
+        source: Some(Box::new(e)),
+    }
 }
 
 /// The latest `limit` items of an export (by sort key, newest first) in a table keyed by `export_id`.

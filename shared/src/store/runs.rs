@@ -189,7 +189,7 @@ impl RunStore {
             let existing = self
                 .get(&new.export_id, new.data_interval_end)
                 .await?
-                .ok_or_else(|| ExportError::Internal(format!("run `{}` vanished while starting", new.run_id)))?;
+                .ok_or_else(|| ExportError::internal(format!("run `{}` vanished while starting", new.run_id)))?;
             if existing.status.is_in_flight() && now - existing.updated_at < lease {
                 return Ok(Begin::InProgress(existing));
             }

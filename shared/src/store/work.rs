@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::aws_error::classify_sdk_error;
 use crate::engine::chunks::ChunkPlan;
-use crate::error::{ExportError, Result};
+use crate::error::{ExportError, InternalContext, Result};
 use crate::runs::{ExportOutcome, RunRef, WrittenFile};
 
 /// Where runs keep their working state: `s3://{bucket}/{prefix}{export_id}/{run_id}/attempt-{n}/`, holding
@@ -25,7 +25,7 @@ impl WorkStore {
 
     async fn put_json<T: Serialize>(&self, run: &RunRef, name: &str, value: &T) -> Result<()> {
         let key = self.key(run, name);
-        let body = serde_json::to_vec(value).map_err(|e| ExportError::Internal(format!("encoding {key}: {e}")))?;
+        let body = serde_json::to_vec(value).internal(format!("encoding {key}"))?;
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -54,8 +54,7 @@ impl WorkStore {
             resource: resource.clone(),
             message: e.to_string(),
         })?;
-        serde_json::from_slice(&body.into_bytes())
-            .map_err(|e| ExportError::Internal(format!("decoding {resource}: {e}")))
+        serde_json::from_slice(&body.into_bytes()).internal(format!("decoding {resource}"))
     }
 
     pub async fn save_chunk_plan(&self, run: &RunRef, chunk: &ChunkPlan) -> Result<()> {

@@ -12,10 +12,12 @@ use super::rows::{event_stage_row, person_stage_row};
 use super::schema::{
     final_schema, insert_statement, merge_statement, partition_field, qualified, stage_schema, stage_table,
 };
-use crate::error::{ExportError, Result};
+use crate::engine::chunks::ChunkPlan;
+use crate::error::{ExportError, InternalContext, Result};
 use crate::event::EventRow;
 use crate::model::Model;
 use crate::person::PersonRow;
+use crate::sources::lake::{read_rows, LakeStore, RowFilter};
 use crate::time::Interval;
 
 /// The reference keeps each load job near 100 MiB.
@@ -48,6 +50,49 @@ where
     let rows = batches.into_iter().flat_map(|batch| batch.into_iter().map(|row| event_stage_row(&row)));
     load(bq, target, Model::Events, rows).await
 }
+
+/// Loads a planned chunk's events into the stage: read from the lake on a blocking thread in batches of at most
+/// `batch_size` rows, and loaded as they come (memory stays at a few batches and one load job's buffer). A load
+/// failure stops the reader.
+pub async fn load_chunk_into_stage(
+    bq: &BigQuery,
+    target: LoadTarget<'_>,
+    lake: &LakeStore,
+    plan: ChunkPlan,
+    filter: RowFilter,
+    batch_size: usize,
+) -> Result<LoadOutcome> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Value>>(2);
+    let lake = lake.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        read_rows(&lake, &plan.objects, &filter, &plan.rows, batch_size.min(BATCH), &mut |batch| {
+            tx.blocking_send(batch.iter().map(event_stage_row).collect())
+                .map_err(|_| ExportError::internal("the loader stopped"))
+        })
+    });
+    let mut loader = StageLoader::new(bq, target, Model::Events);
+    let mut loaded = Ok(());
+    while let Some(batch) = rx.recv().await {
+        for row in &batch {
+            loaded = loader.push(row).await;
+            if loaded.is_err() {
+                break;
+            }
+        }
+        if loaded.is_err() {
+            // Dropping the receiver stops the reader.
+            break;
+        }
+    }
+    drop(rx);
+    let read = reader.await.internal("reader")?;
+    loaded?;
+    read?;
+    loader.finish().await
+}
+
+/// Rows sent to the loader per message (the stage rows are serialized into load jobs as they arrive).
+const BATCH: usize = 8192;
 
 /// Merges an interval's person rows into the configured table.
 pub async fn load_persons(bq: &BigQuery, target: LoadTarget<'_>, rows: &[PersonRow]) -> Result<LoadOutcome> {

@@ -14,6 +14,6 @@ pub use self::auth::TokenSource;
 pub use self::client::BigQuery;
 pub use self::config::BigQueryDestinationConfig;
 pub use self::load::{
-    drop_stage, load_events, load_persons, load_stage, merge_stage, prepare_stage, LoadOutcome, LoadTarget,
-    StageLoader, MAX_JOB_BYTES,
+    drop_stage, load_chunk_into_stage, load_events, load_persons, load_stage, merge_stage, prepare_stage, LoadOutcome,
+    LoadTarget, StageLoader, MAX_JOB_BYTES,
 };

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use super::config::{Encryption, S3DestinationConfig};
 use crate::aws_error::classify_sdk_error;
 use crate::engine::sink::{FileMessage, FileSink, PartBuffers, UploadSettings};
-use crate::error::{ExportError, Result};
+use crate::error::{ExportError, InternalContext, Result};
 
 /// The bucket files go to, with the destination's encryption settings.
 #[derive(Debug, Clone)]
@@ -149,7 +149,7 @@ impl Multipart {
                     return Ok(Some((bytes, records)));
                 }
                 Some(FileMessage::Begin { key: next }) => {
-                    return Err(ExportError::Internal(format!("file `{next}` began before `{key}` ended")))
+                    return Err(ExportError::internal(format!("file `{next}` began before `{key}` ended")))
                 }
                 None => return Ok(None),
             }
@@ -202,7 +202,7 @@ impl Multipart {
 
     async fn join_one(&mut self) -> Result<()> {
         if let Some(joined) = self.in_flight.join_next().await {
-            let part = joined.map_err(|e| ExportError::Internal(format!("part upload task: {e}")))??;
+            let part = joined.internal("part upload task")??;
             self.parts.push(part);
         }
         Ok(())

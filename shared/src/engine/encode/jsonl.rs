@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::{CountingWriter, Encoder};
-use crate::error::{ExportError, Result};
+use crate::error::{InternalContext, Result};
 use crate::event::EventRow;
 use crate::format::CompressedWriter;
 use crate::format::Compression;
@@ -31,7 +31,7 @@ impl<W: Write + Send> Encoder<W> for JsonLinesEncoder<W> {
         self.line_buf.clear();
         for row in rows {
             serde_json::to_writer(&mut self.line_buf, &row.as_export_json())
-                .map_err(|e| ExportError::Internal(format!("serializing event {}: {e}", row.uuid)))?;
+                .internal(format!("serializing event {}", row.uuid))?;
             self.line_buf.push(b'\n');
         }
         self.out.write_all(&self.line_buf)?;

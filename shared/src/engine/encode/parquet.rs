@@ -72,9 +72,9 @@ fn parquet_error(e: parquet::errors::ParquetError) -> ExportError {
     match e {
         parquet::errors::ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
             Ok(io) => ExportError::LocalIo(*io),
-            Err(other) => ExportError::Internal(format!("parquet: {other}")),
+            Err(other) => ExportError::Internal { context: "parquet".into(), source: Some(other) },
         },
-        other => ExportError::Internal(format!("parquet: {other}")),
+        other => ExportError::Internal { context: "parquet".into(), source: Some(Box::new(other)) },
     }
 }
 

@@ -8,7 +8,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
 
 use super::{writer_properties, ParquetSettings};
-use crate::error::{ExportError, Result};
+use crate::error::{InternalContext, Result};
 use crate::format::CompressedWriter;
 use crate::format::{Compression, FileFormat};
 use crate::person::PersonRow;
@@ -35,7 +35,7 @@ pub fn encode_persons(rows: &[PersonRow], format: FileFormat, compression: Optio
         FileFormat::JSONLines => {
             let mut out = CompressedWriter::new(Vec::new(), compression)?;
             for row in rows {
-                serde_json::to_writer(&mut out, row).map_err(|e| ExportError::Internal(format!("person JSON: {e}")))?;
+                serde_json::to_writer(&mut out, row).internal("person JSON")?;
                 std::io::Write::write_all(&mut out, b"\n")?;
             }
             Ok(out.finish()?)
@@ -59,13 +59,12 @@ pub fn encode_persons(rows: &[PersonRow], format: FileFormat, compression: Optio
                 time(|r| r.inserted_at),
                 Arc::new(BooleanArray::from(rows.iter().map(|r| r.is_deleted).collect::<Vec<_>>())),
             ];
-            let batch = RecordBatch::try_new(schema.clone(), columns)
-                .map_err(|e| ExportError::Internal(format!("persons record batch: {e}")))?;
+            let batch = RecordBatch::try_new(schema.clone(), columns).internal("persons record batch")?;
             let properties = writer_properties(compression, &ParquetSettings::default());
             let mut writer = parquet::arrow::ArrowWriter::try_new(Vec::new(), schema, Some(properties))
-                .map_err(|e| ExportError::Internal(format!("parquet writer: {e}")))?;
-            writer.write(&batch).map_err(|e| ExportError::Internal(format!("parquet write: {e}")))?;
-            writer.into_inner().map_err(|e| ExportError::Internal(format!("parquet finish: {e}")))
+                .internal("parquet writer")?;
+            writer.write(&batch).internal("parquet write")?;
+            writer.into_inner().internal("parquet finish")
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::io::BufRead;
 
-use crate::error::{ExportError, Result, RowLocation};
+use crate::error::{ExportError, InternalContext, Result, RowLocation};
 use crate::format::CompressedReader;
 use crate::person::{latest_per_distinct_id, PersonChange, PersonRow};
 use crate::sources::lake::{LakeFormat, LakeStore};
@@ -40,5 +40,5 @@ pub async fn read_persons(lake: &LakeStore, team_id: i64, interval: &Interval) -
         Ok(latest_per_distinct_id(changes))
     })
     .await
-    .map_err(|e| ExportError::Internal(format!("persons reader: {e}")))?
+    .internal("persons reader")?
 }

@@ -192,13 +192,11 @@ impl LakeStore {
                     request = request.if_match(etag);
                 }
                 let output = handle.block_on(request.send()).map_err(|e| {
-                    let e = classify_sdk_error(e, "GetObject", &object.key, None);
-                    match e {
-                        ExportError::Rejected { ref message, .. } if message.contains("PreconditionFailed") => {
-                            ExportError::LakeObjectChanged { key: object.key.clone() }
-                        }
-                        other => other,
+                    // 412: the object's ETag is no longer the planned one (it was replaced since planning).
+                    if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) {
+                        return ExportError::LakeObjectChanged { key: object.key.clone() };
                     }
+                    classify_sdk_error(e, "GetObject", &object.key, None)
                 })?;
                 let reader = SyncIoBridge::new_with_handle(output.body.into_async_read(), handle);
                 Ok(Box::new(NetworkReader(reader)))

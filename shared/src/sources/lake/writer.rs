@@ -10,7 +10,7 @@ use parquet::arrow::ArrowWriter;
 
 use super::partition_prefix;
 use crate::aws_error::classify_sdk_error;
-use crate::error::{ExportError, Result};
+use crate::error::{InternalContext, Result};
 use crate::event::EventRow;
 use crate::event::{events_record_batch, events_schema};
 use crate::format::CompressedWriter;
@@ -33,7 +33,7 @@ pub fn write_ndjson(out: &mut impl Write, rows: &[EventRow]) -> Result<()> {
     let mut line = Vec::with_capacity(2048);
     for row in rows {
         line.clear();
-        serde_json::to_writer(&mut line, &row.as_lake_json()).map_err(|e| ExportError::Internal(e.to_string()))?;
+        serde_json::to_writer(&mut line, &row.as_lake_json()).internal("lake sample data")?;
         line.push(b'\n');
         out.write_all(&line)?;
     }
@@ -48,12 +48,10 @@ pub fn parquet_bytes(rows: &[EventRow]) -> Result<Vec<u8>> {
     let mut columns: Vec<arrow_array::ArrayRef> =
         vec![Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.team_id)))];
     columns.extend(events.columns().iter().cloned());
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .map_err(|e| ExportError::Internal(e.to_string()))?;
-    let mut writer =
-        ArrowWriter::try_new(Vec::new(), batch.schema(), None).map_err(|e| ExportError::Internal(e.to_string()))?;
-    writer.write(&batch).map_err(|e| ExportError::Internal(e.to_string()))?;
-    writer.into_inner().map_err(|e| ExportError::Internal(e.to_string()))
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).internal("lake sample data")?;
+    let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), None).internal("lake sample data")?;
+    writer.write(&batch).internal("lake sample data")?;
+    writer.into_inner().internal("lake sample data")
 }
 
 /// Puts one lake object.

@@ -1,0 +1,52 @@
+//! The state machines of `statemachines/` executed on the local stack (localstack/run-execution.sh).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+/// What the local interpreter printed for one execution.
+#[derive(Debug)]
+pub struct Execution {
+    pub status: String,
+    pub output: Value,
+    pub error: Option<String>,
+    /// States retried, with their Map index.
+    pub retries: Vec<Value>,
+    /// Every event of the execution (each state's input and output), as JSON text.
+    pub history: String,
+}
+
+/// Executes a state machine of `statemachines/` (`export`, `backfill`) on the local stack.
+pub async fn execute_machine(machine: &str, name: &str, input: Value) -> Execution {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let name = name.to_string();
+    let history = std::env::temp_dir().join(format!("{name}.history.json"));
+    let history_path = history.clone();
+    let machine = machine.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(format!("{root}/localstack/run-execution.sh"))
+            .args(["--definition", &format!("{root}/statemachines/{machine}.asl.json"), "--name", &name])
+            .args(["--input", &input.to_string()])
+            .arg("--history")
+            .arg(&history_path)
+            .output()
+            .expect("run localstack/run-execution.sh")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no result from the interpreter; stderr: {}", String::from_utf8_lossy(&out.stderr)));
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let history_text = std::fs::read_to_string(&history).unwrap_or_default();
+    let _ = std::fs::remove_file(&history);
+    Execution {
+        status: v["status"].as_str().unwrap_or_default().to_string(),
+        output: v["output"].clone(),
+        error: v["error"].as_str().map(str::to_string),
+        retries: v["retries"].as_array().cloned().unwrap_or_default(),
+        history: history_text,
+    }
+}

@@ -1,0 +1,21 @@
+//! Helpers of the integration tests, by concern: the local stack's clients ([`stack`]), a lake fixture
+//! ([`lake`]), an independent reader of exported files ([`reader`]), the state machine runner ([`machine`]),
+//! a fault-injecting proxy ([`fault_proxy`]), the API's client ([`api`]) and the BigQuery stubs ([`bigquery`]).
+
+pub mod api;
+pub mod bigquery;
+pub mod fault_proxy;
+pub mod lake;
+pub mod machine;
+pub mod reader;
+pub mod stack;
+
+pub use api::{Api, ApiInstance};
+pub use bigquery::{public_key_pem, rsa_key_pem};
+pub use fault_proxy::FaultProxy;
+pub use lake::Lake;
+pub use machine::{execute_machine, Execution};
+pub use reader::{assert_files_hold, read_exported, ExportedRow};
+pub use stack::{
+    function_logs, get_bytes, list_keys, local_stack, new_bucket, raw_export_item, s3, secret_box, settings,
+};
