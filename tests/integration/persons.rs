@@ -17,7 +17,7 @@ use batch_exports::person::{latest_per_distinct_id, PersonChange};
 use batch_exports::runs::RunStatus;
 use batch_exports::sources::lake::table_partition_prefix;
 use batch_exports::store::{ExportStore, RunStore};
-use batch_exports::{Compression, FileFormat, Interval, LakeStore, S3DestinationConfig};
+use batch_exports::{Compression, EngineSettings, FileFormat, Interval, LakeStore, S3DestinationConfig};
 use chrono::{DateTime, Duration, Utc};
 use integration_tests::{execute_machine, get_bytes, local_stack, new_bucket, s3, secret_box, settings};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -118,7 +118,8 @@ async fn moved_distinct_ids_take_their_new_persons_latest_properties_in_both_for
         config.prefix = format!("{format:?}/");
         config.file_format = format;
         let target = S3Target::new(destination_client(&base, &config, settings().endpoints), &config);
-        let outcome = export_persons(&lake, &target, team, &moved.all(), &config).await.unwrap();
+        let outcome =
+            export_persons(&lake, &target, team, &moved.all(), &config, &EngineSettings::default()).await.unwrap();
         let bytes = get_bytes(&client, &destination, &outcome.files[0].key).await;
         let rows: Vec<(String, String, i64, Value)> = match format {
             FileFormat::Parquet => {
@@ -209,7 +210,8 @@ async fn a_persons_run_writes_one_row_per_distinct_id_that_reads_back_with_the_s
         config.file_format = format;
         config.compression = compression;
         let target = S3Target::new(destination_client(&base, &config, settings().endpoints), &config);
-        let outcome = export_persons(&lake, &target, team, &interval, &config).await.unwrap();
+        let outcome =
+            export_persons(&lake, &target, team, &interval, &config, &EngineSettings::default()).await.unwrap();
         assert_eq!(outcome.records, 3);
         let key = &outcome.files[0].key;
         assert!(key.starts_with("persons/") && key.ends_with(extension), "{key}");

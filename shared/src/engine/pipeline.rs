@@ -10,11 +10,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc::{self, Receiver, Sender};
 
-use super::encode::{new_encoder, Encoder};
+use super::encode::{new_encoder, Encoder, ExportRow};
 use super::sink::{FileMessage, FileSink, PartBuffers, UploadSettings};
 use super::EngineSettings;
 use crate::error::{ExportError, InternalContext, Result};
-use crate::event::EventRow;
 use crate::format::{Compression, FileFormat};
 use crate::runs::WrittenFile;
 
@@ -42,14 +41,14 @@ impl std::fmt::Debug for FileSpec {
 
 /// Encodes the rows that `source` produces into the files `spec` describes and writes them to `sink`.
 /// `source` runs on a blocking thread and calls its argument with each batch.
-pub async fn write_files<S>(
+pub async fn write_files<S, R: ExportRow>(
     source: S,
     sink: &impl FileSink,
     spec: &FileSpec,
     settings: &EngineSettings,
 ) -> Result<Vec<WrittenFile>>
 where
-    S: FnOnce(&mut dyn FnMut(&[EventRow]) -> Result<()>) -> Result<()> + Send + 'static,
+    S: FnOnce(&mut dyn FnMut(&[R]) -> Result<()>) -> Result<()> + Send + 'static,
 {
     // One queued part: with the part being filled and one spare buffer, memory stays at most at
     // (parts in flight + 3) × part size, whatever the file size.
@@ -88,7 +87,7 @@ async fn receive_files(
 }
 
 /// The blocking side: encodes rows into files, split at the size limit, and streams their bytes.
-fn encode_files<S>(
+fn encode_files<S, R: ExportRow>(
     source: S,
     tx: Sender<FileMessage>,
     buffers: PartBuffers,
@@ -96,14 +95,14 @@ fn encode_files<S>(
     settings: &EngineSettings,
 ) -> Result<()>
 where
-    S: FnOnce(&mut dyn FnMut(&[EventRow]) -> Result<()>) -> Result<()>,
+    S: FnOnce(&mut dyn FnMut(&[R]) -> Result<()>) -> Result<()>,
 {
     let split = spec.max_file_bytes;
     // With splitting on, the size is checked every `SPLIT_CHECK_ROWS` rows, so files end slightly above the limit.
     const SPLIT_CHECK_ROWS: usize = 1024;
-    let mut current: Option<(Box<dyn Encoder<PartWriter>>, u64)> = None;
+    let mut current: Option<(Box<dyn Encoder<PartWriter, R>>, u64)> = None;
     let mut file_n = 0usize;
-    let mut on_batch = |batch: &[EventRow]| -> Result<()> {
+    let mut on_batch = |batch: &[R]| -> Result<()> {
         let step = if split.is_some() { SPLIT_CHECK_ROWS } else { batch.len().max(1) };
         for rows in batch.chunks(step) {
             let (encoder, records) = match &mut current {

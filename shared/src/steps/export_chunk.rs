@@ -34,7 +34,11 @@ pub async fn export_chunk(services: &Services, input: ChunkInput) -> Result<Chun
         let (model, config, filter) = services.destination(run, true).await?;
         let target = S3Target::new(destination_client(&services.aws, &config, services.endpoints), &config);
         let files = match model {
-            Model::Persons => export_persons(&services.lake, &target, run.team_id, &run.interval, &config).await?.files,
+            Model::Persons => {
+                export_persons(&services.lake, &target, run.team_id, &run.interval, &config, &services.engine)
+                    .await?
+                    .files
+            }
             Model::Events => {
                 let plan = services.work.load_chunk_plan(run, input.chunk).await?;
                 let files = file_spec(&config, run.interval, model, plan.file_label())?;

@@ -2,10 +2,14 @@
 
 use crate::destinations::s3::keys::{data_file_key, KeyTemplate};
 use crate::destinations::s3::{S3DestinationConfig, S3Target};
-use crate::engine::encode::persons::encode_persons;
+use std::sync::Arc;
+
+use crate::engine::pipeline::{write_files, FileSpec};
+use crate::engine::EngineSettings;
 use crate::error::Result;
 use crate::model::Model;
-use crate::runs::{ExportOutcome, WrittenFile};
+use crate::person::PersonRow;
+use crate::runs::ExportOutcome;
 use crate::sources::lake::persons::read_persons;
 use crate::sources::lake::LakeStore;
 use crate::time::Interval;
@@ -19,18 +23,24 @@ pub async fn export_persons(
     team_id: i64,
     interval: &Interval,
     config: &S3DestinationConfig,
+    settings: &EngineSettings,
 ) -> Result<ExportOutcome> {
     config.validate()?;
     let rows = read_persons(lake, team_id, interval).await?;
     if rows.is_empty() {
         return Ok(ExportOutcome::new(Vec::new(), None));
     }
+    // One file, whatever its size: `-0` when the config splits files (the reference's name of a first file).
     let prefix = KeyTemplate::parse(&config.prefix)?.render(interval, Model::Persons);
+    let (interval, format, compression) = (*interval, config.file_format, config.compression);
     let file_n = config.max_file_size_mb.map(|_| 0);
-    let key = data_file_key(&prefix, interval, None, file_n, config.file_format, config.compression);
-    let body = encode_persons(&rows, config.file_format, config.compression)?;
-    let bytes = body.len() as u64;
-    target.put(&key, bytes::Bytes::from(body)).await?;
-    let file = WrittenFile { key, bytes, records: rows.len() as u64 };
-    Ok(ExportOutcome::new(vec![file], None))
+    let spec = FileSpec {
+        format,
+        compression,
+        max_file_bytes: None,
+        key: Arc::new(move |_| data_file_key(&prefix, &interval, None, file_n, format, compression)),
+    };
+    let source = move |on_batch: &mut dyn FnMut(&[PersonRow]) -> Result<()>| on_batch(&rows);
+    let files = write_files(source, target, &spec, settings).await?;
+    Ok(ExportOutcome::new(files, None))
 }

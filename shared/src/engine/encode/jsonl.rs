@@ -1,37 +1,37 @@
-//! JSONLines files: one JSON object per line, ISO 8601 timestamps, `properties` and `person_properties` as
-//! nested objects, compressed as a whole stream (gzip, brotli, zstd or none).
+//! JSONLines files: one JSON object per line (the row's [`ExportRow::write_json`]: for events ISO 8601
+//! timestamps, `properties` and `person_properties` as nested objects), compressed as a whole stream (gzip,
+//! brotli, zstd or none).
 
 use std::io::Write;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{CountingWriter, Encoder};
-use crate::error::{InternalContext, Result};
-use crate::event::EventRow;
-use crate::format::CompressedWriter;
-use crate::format::Compression;
+use super::{CountingWriter, Encoder, ExportRow};
+use crate::error::Result;
+use crate::format::{CompressedWriter, Compression};
 
-pub struct JsonLinesEncoder<W: Write> {
+pub struct JsonLinesEncoder<W: Write, R> {
     out: CompressedWriter<CountingWriter<W>>,
     written: Arc<AtomicU64>,
     line_buf: Vec<u8>,
+    rows: PhantomData<fn(&R)>,
 }
 
-impl<W: Write> JsonLinesEncoder<W> {
+impl<W: Write, R> JsonLinesEncoder<W, R> {
     pub fn new(out: W, compression: Option<Compression>) -> Result<Self> {
         let counting = CountingWriter::new(out);
         let written = counting.counter();
         let out = CompressedWriter::new(counting, compression)?;
-        Ok(JsonLinesEncoder { out, written, line_buf: Vec::with_capacity(1 << 20) })
+        Ok(JsonLinesEncoder { out, written, line_buf: Vec::with_capacity(1 << 20), rows: PhantomData })
     }
 }
 
-impl<W: Write + Send> Encoder<W> for JsonLinesEncoder<W> {
-    fn write_batch(&mut self, rows: &[EventRow]) -> Result<()> {
+impl<W: Write + Send, R: ExportRow> Encoder<W, R> for JsonLinesEncoder<W, R> {
+    fn write_batch(&mut self, rows: &[R]) -> Result<()> {
         self.line_buf.clear();
         for row in rows {
-            serde_json::to_writer(&mut self.line_buf, &row.as_export_json())
-                .internal(format!("serializing event {}", row.uuid))?;
+            row.write_json(&mut self.line_buf)?;
             self.line_buf.push(b'\n');
         }
         self.out.write_all(&self.line_buf)?;

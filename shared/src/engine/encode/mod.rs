@@ -1,8 +1,11 @@
-//! One encoder interface for exported files, with JSONLines and Parquet behind it.
+//! One encoder interface for exported files of every model, with JSONLines and Parquet behind it.
 //!
 //! An encoder takes batches of rows and writes one file's bytes, already compressed, to any `Write`; it reports
-//! how large the file has grown so the engine can split files at `max_file_size_mb`.
+//! how large the file has grown so the engine can split files at `max_file_size_mb`. What a model's row must
+//! provide for that is [`ExportRow`] (its JSON line and its Arrow form): events ([`events`]) and persons
+//! ([`persons`]).
 
+pub mod events;
 mod jsonl;
 mod parquet;
 pub mod persons;
@@ -14,14 +17,28 @@ use std::sync::Arc;
 pub use self::jsonl::JsonLinesEncoder;
 pub use self::parquet::{writer_properties, ParquetEncoder, ParquetSettings};
 
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
 use crate::error::Result;
-use crate::event::EventRow;
 use crate::format::{Compression, FileFormat};
 
-/// Writes rows into one file.
-pub trait Encoder<W: Write>: Send {
+/// A model's exported row: what the encoders need to write it.
+pub trait ExportRow: Send + Sync + 'static {
+    /// The model's Arrow schema, in the seed's column order (Parquet files).
+    fn schema() -> SchemaRef;
+    /// A record batch of `rows` in that schema.
+    fn record_batch(schema: &SchemaRef, rows: &[Self]) -> Result<RecordBatch>
+    where
+        Self: Sized;
+    /// Appends the row's JSONLines object (without the newline).
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<()>;
+}
+
+/// Writes rows of one model into one file.
+pub trait Encoder<W: Write, R>: Send {
     /// Encodes a batch of rows.
-    fn write_batch(&mut self, rows: &[EventRow]) -> Result<()>;
+    fn write_batch(&mut self, rows: &[R]) -> Result<()>;
     /// The file's size if it were finished now: bytes written out plus what is buffered (an estimate).
     fn size_estimate(&self) -> u64;
     /// Writes out what is buffered where that makes the size exact (a Parquet row group) and returns the size.
@@ -34,12 +51,12 @@ pub trait Encoder<W: Write>: Send {
 
 /// The encoder for a format and compression; the pair must have been validated
 /// ([`Compression::supported_by`]).
-pub fn new_encoder<W: Write + Send + 'static>(
+pub fn new_encoder<W: Write + Send + 'static, R: ExportRow>(
     format: FileFormat,
     compression: Option<Compression>,
     parquet: &ParquetSettings,
     out: W,
-) -> Result<Box<dyn Encoder<W>>> {
+) -> Result<Box<dyn Encoder<W, R>>> {
     Ok(match format {
         FileFormat::JSONLines => Box::new(JsonLinesEncoder::new(out, compression)?),
         FileFormat::Parquet => Box::new(ParquetEncoder::new(out, compression, parquet)?),
@@ -90,6 +107,7 @@ mod tests {
     use arrow_schema::{DataType, TimeUnit};
 
     use super::*;
+    use crate::event::EventRow;
     use crate::format::{CompressedReader, FORMAT_COMPRESSIONS};
     use crate::sources::synthetic::SyntheticEvents;
 

@@ -1,8 +1,9 @@
-//! Parquet files with the events model's schema: strings, `properties`/`person_properties` as JSON-encoded
-//! strings, timestamps as `TIMESTAMP(MICROS)` in UTC. The compression is Parquet's own (per page); the levels
+//! Parquet files with the model's schema ([`ExportRow::schema`]; for events: strings,
+//! `properties`/`person_properties` as JSON-encoded strings, timestamps as `TIMESTAMP(MICROS)` in UTC). The compression is Parquet's own (per page); the levels
 //! are Arrow's defaults (zstd 1, gzip 6, brotli 1), as the reference's pyarrow writer uses.
 
 use std::io::Write;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -12,9 +13,8 @@ use parquet::basic::{BrotliLevel, Compression as PqCompression, GzipLevel, ZstdL
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
-use super::{CountingWriter, Encoder};
+use super::{CountingWriter, Encoder, ExportRow};
 use crate::error::{ExportError, Result};
-use crate::event::{events_record_batch, events_schema, EventRow};
 use crate::format::Compression;
 
 /// Row-group sizing: a row group is flushed at whichever limit comes first, which bounds the memory a
@@ -51,20 +51,21 @@ pub fn writer_properties(compression: Option<Compression>, settings: &ParquetSet
     builder.build()
 }
 
-pub struct ParquetEncoder<W: Write + Send> {
+pub struct ParquetEncoder<W: Write + Send, R> {
     writer: ArrowWriter<CountingWriter<W>>,
     schema: SchemaRef,
     written: Arc<AtomicU64>,
+    rows: PhantomData<fn(&R)>,
 }
 
-impl<W: Write + Send> ParquetEncoder<W> {
+impl<W: Write + Send, R: ExportRow> ParquetEncoder<W, R> {
     pub fn new(out: W, compression: Option<Compression>, settings: &ParquetSettings) -> Result<Self> {
         let counting = CountingWriter::new(out);
         let written = counting.counter();
-        let schema = events_schema();
+        let schema = R::schema();
         let writer = ArrowWriter::try_new(counting, schema.clone(), Some(writer_properties(compression, settings)))
             .map_err(parquet_error)?;
-        Ok(ParquetEncoder { writer, schema, written })
+        Ok(ParquetEncoder { writer, schema, written, rows: PhantomData })
     }
 }
 
@@ -78,9 +79,9 @@ fn parquet_error(e: parquet::errors::ParquetError) -> ExportError {
     }
 }
 
-impl<W: Write + Send> Encoder<W> for ParquetEncoder<W> {
-    fn write_batch(&mut self, rows: &[EventRow]) -> Result<()> {
-        let batch = events_record_batch(&self.schema, rows)?;
+impl<W: Write + Send, R: ExportRow> Encoder<W, R> for ParquetEncoder<W, R> {
+    fn write_batch(&mut self, rows: &[R]) -> Result<()> {
+        let batch = R::record_batch(&self.schema, rows)?;
         self.writer.write(&batch).map_err(parquet_error)
     }
 
