@@ -142,41 +142,30 @@ impl Schedules {
         let (start, end) = (start.map(smithy_time), end.map(smithy_time));
         // Create, or update the one that exists; one deleted between the two (a racing delete of the export) is
         // created again, and the caller's re-read of the item ([`converge`]) then finds the export gone.
+        // CreateSchedule and UpdateSchedule take the same fields (their builders are different types).
+        macro_rules! schedule {
+            ($request:expr) => {
+                $request
+                    .name(&name)
+                    .group_name(&self.settings.group)
+                    .schedule_expression(&expression)
+                    .schedule_expression_timezone(&timezone)
+                    .set_start_date(start)
+                    .set_end_date(end)
+                    .flexible_time_window(window.clone())
+                    .target(target.clone())
+                    .state(state.clone())
+                    .send()
+                    .await
+            };
+        }
         for _ in 0..PUT_ATTEMPTS {
-            let created = self
-                .client
-                .create_schedule()
-                .name(&name)
-                .group_name(&self.settings.group)
-                .schedule_expression(&expression)
-                .schedule_expression_timezone(&timezone)
-                .set_start_date(start)
-                .set_end_date(end)
-                .flexible_time_window(window.clone())
-                .target(target.clone())
-                .state(state.clone())
-                .send()
-                .await;
-            match created {
+            match schedule!(self.client.create_schedule()) {
                 Ok(_) => return Ok(()),
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_conflict_exception()) => {}
                 Err(e) => return Err(classify_sdk_error(e, "CreateSchedule", &name, None)),
             }
-            let updated = self
-                .client
-                .update_schedule()
-                .name(&name)
-                .group_name(&self.settings.group)
-                .schedule_expression(&expression)
-                .schedule_expression_timezone(&timezone)
-                .set_start_date(start)
-                .set_end_date(end)
-                .flexible_time_window(window.clone())
-                .target(target.clone())
-                .state(state.clone())
-                .send()
-                .await;
-            match updated {
+            match schedule!(self.client.update_schedule()) {
                 Ok(_) => return Ok(()),
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {}
                 Err(e) => return Err(classify_sdk_error(e, "UpdateSchedule", &name, None)),

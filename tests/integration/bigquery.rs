@@ -6,7 +6,9 @@
 
 use batch_exports::batch_export::{BatchExport, Destination, ExportInterval};
 use batch_exports::destinations::bigquery::schema::stage_table;
-use batch_exports::destinations::bigquery::{load_events, load_persons, LoadTarget, TokenSource};
+use batch_exports::destinations::bigquery::{
+    load_events, load_persons, BigQuery, BigQueryDestinationConfig, LoadTarget, TokenSource,
+};
 use batch_exports::network::{guarded_reqwest_client, EndpointPolicy};
 use batch_exports::person::PersonRow;
 use batch_exports::runs::RunStatus;
@@ -156,14 +158,19 @@ fn person(distinct_id: &str, person_id: &str, person_version: i64, distinct_vers
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn persons_runs_merge_by_key_and_older_versions_never_overwrite() {
-    let stub = TokenStub::start();
-    let emulator = Emulator::new();
+/// A new dataset whose `persons` table a persons export (JSON columns) writes, and its client.
+async fn persons_table(stub: &TokenStub, emulator: &Emulator) -> (String, BigQueryDestinationConfig, BigQuery) {
     let dataset = emulator.create_dataset().await;
     let mut config = stub.config(&dataset, "exports@test-proj.iam.gserviceaccount.com", true);
     config.table_id = "persons".into();
     let bq = stub.client(&config);
+    (dataset, config, bq)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persons_runs_merge_by_key_and_older_versions_never_overwrite() {
+    let (stub, emulator) = (TokenStub::start(), Emulator::new());
+    let (dataset, config, bq) = persons_table(&stub, &emulator).await;
     let first = hour();
     let second = Interval::new(first.end, first.end + Duration::hours(1)).unwrap();
 
@@ -222,12 +229,8 @@ async fn persons_runs_merge_by_key_and_older_versions_never_overwrite() {
 /// which the MERGE carries to every row of p2 in the table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merged_moved_distinct_ids_take_their_new_persons_latest_properties() {
-    let stub = TokenStub::start();
-    let emulator = Emulator::new();
-    let dataset = emulator.create_dataset().await;
-    let mut config = stub.config(&dataset, "exports@test-proj.iam.gserviceaccount.com", true);
-    config.table_id = "persons".into();
-    let bq = stub.client(&config);
+    let (stub, emulator) = (TokenStub::start(), Emulator::new());
+    let (dataset, config, bq) = persons_table(&stub, &emulator).await;
     let client = integration_tests::s3(&integration_tests::local_stack().await);
     let team = Utc::now().timestamp_millis() % 1_000_000_000 * 100 + 96;
     let moved = MovedIds::land(&client, team).await;

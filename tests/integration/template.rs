@@ -23,6 +23,17 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// `(name, key type)` pairs of a table's (or index's) key schema as DynamoDB describes it.
+fn key_pairs(keys: &[aws_sdk_dynamodb::types::KeySchemaElement]) -> BTreeSet<(String, String)> {
+    keys.iter().map(|k| (k.attribute_name().to_string(), k.key_type().as_str().to_string())).collect()
+}
+
+/// The logical ids of the template's resources of a type.
+fn of_type(resources: &Value, kind: &str) -> BTreeSet<String> {
+    let resources = resources.as_mapping().unwrap();
+    resources.iter().filter(|(_, r)| r["Type"] == Value::from(kind)).map(|(id, _)| text(id)).collect()
+}
+
 /// `(name, type)` pairs of a list of `{AttributeName, AttributeType|KeyType}` maps.
 fn pairs(list: &Value, second: &str) -> BTreeSet<(String, String)> {
     list.as_sequence().into_iter().flatten().map(|item| (text(&item["AttributeName"]), text(&item[second]))).collect()
@@ -34,24 +45,13 @@ async fn the_templates_tables_are_the_ones_setup_local_creates() {
     let resources = &template["Resources"];
     let tables = settings().tables;
     let dynamodb = aws_sdk_dynamodb::Client::new(&local_stack().await);
-    let declared: BTreeSet<String> = resources
-        .as_mapping()
-        .unwrap()
-        .iter()
-        .filter(|(_, r)| r["Type"] == Value::from("AWS::DynamoDB::Table"))
-        .map(|(id, _)| text(id))
-        .collect();
+    let declared = of_type(resources, "AWS::DynamoDB::Table");
     let ids = ["ExportsTable", "RunsTable", "BackfillsTable", "ApiKeysTable"];
     assert_eq!(declared, ids.iter().map(|s| s.to_string()).collect(), "the template's tables");
     for (id, name) in ids.iter().zip([&tables.exports, &tables.runs, &tables.backfills, &tables.api_keys]) {
         let props = &resources[*id]["Properties"];
         let local = dynamodb.describe_table().table_name(name).send().await.unwrap().table.unwrap();
-        let local_keys: BTreeSet<(String, String)> = local
-            .key_schema()
-            .iter()
-            .map(|k| (k.attribute_name().to_string(), k.key_type().as_str().to_string()))
-            .collect();
-        assert_eq!(pairs(&props["KeySchema"], "KeyType"), local_keys, "{id}: key schema");
+        assert_eq!(pairs(&props["KeySchema"], "KeyType"), key_pairs(local.key_schema()), "{id}: key schema");
         let local_attributes: BTreeSet<(String, String)> = local
             .attribute_definitions()
             .iter()
@@ -70,11 +70,7 @@ async fn the_templates_tables_are_the_ones_setup_local_creates() {
             .global_secondary_indexes()
             .iter()
             .map(|i| {
-                let keys = i
-                    .key_schema()
-                    .iter()
-                    .map(|k| (k.attribute_name().to_string(), k.key_type().as_str().to_string()))
-                    .collect();
+                let keys = key_pairs(i.key_schema());
                 let projection = i.projection().and_then(|p| p.projection_type()).map(|p| p.as_str().to_string());
                 (i.index_name().unwrap_or_default().to_string(), keys, projection.unwrap_or_default())
             })
@@ -89,13 +85,7 @@ async fn the_templates_tables_are_the_ones_setup_local_creates() {
 async fn the_templates_buckets_and_variables_are_the_ones_the_functions_use() {
     let template = template();
     let resources = &template["Resources"];
-    let buckets: BTreeSet<String> = resources
-        .as_mapping()
-        .unwrap()
-        .iter()
-        .filter(|(_, r)| r["Type"] == Value::from("AWS::S3::Bucket"))
-        .map(|(id, _)| text(id))
-        .collect();
+    let buckets = of_type(resources, "AWS::S3::Bucket");
     assert_eq!(buckets, ["LakeBucket", "WorkBucket"].iter().map(|s| s.to_string()).collect());
     let globals = &template["Globals"]["Function"]["Environment"]["Variables"];
     assert_eq!(text(&globals["BATCH_EXPORT_LAKE_BUCKET"]), "!Ref LakeBucket");
