@@ -8,7 +8,7 @@ use chrono::Duration;
 
 use crate::engine::chunks::ChunkLimits;
 use crate::engine::encode::ParquetSettings;
-use crate::engine::sink::{UploadSettings, MIN_PART_SIZE_BYTES};
+use crate::engine::sink::UploadSettings;
 use crate::engine::EngineSettings;
 use crate::error::{ExportError, Result};
 use crate::network::EndpointPolicy;
@@ -183,20 +183,7 @@ impl Settings {
         if self.chunks.max_rows == 0 || self.chunks.max_bytes == 0 {
             return Err(ExportError::config(CHUNK_MAX_ROWS, "chunk limits must be greater than 0"));
         }
-        if self.engine.upload.part_size < MIN_PART_SIZE_BYTES {
-            return Err(ExportError::config(PART_SIZE_MB, "must be at least 5 (S3's minimum part size)"));
-        }
-        for (name, value) in [
-            (BATCH_SIZE, self.engine.batch_size),
-            (MAX_PARTS_IN_FLIGHT, self.engine.upload.max_parts_in_flight),
-            (ROW_GROUP_MB, self.engine.parquet.max_row_group_bytes),
-            (DEDUPE_BUFFER_ROWS, self.engine.dedupe.buffer_rows),
-        ] {
-            if value == 0 {
-                return Err(ExportError::config(name, "must be greater than 0"));
-            }
-        }
-        Ok(())
+        self.engine.validate()
     }
 
     /// The lake bucket, which the run steps need.

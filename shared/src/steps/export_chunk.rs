@@ -41,8 +41,8 @@ pub async fn export_chunk(services: &Services, input: ChunkInput) -> Result<Chun
             }
             Model::Events => {
                 let plan = services.work.load_chunk_plan(run, input.chunk).await?;
-                let files = file_spec(&config, run.interval, model, plan.file_label())?;
-                write_chunk(&services.lake, &target, &filter, &plan, &files, &services.engine).await?
+                let spec = file_spec(&config, run.interval, model, plan.file_label())?;
+                write_chunk(&services.lake, &target, &filter, &plan, &spec, &services.engine).await?
             }
         };
         // On the run before anything else refers to them: a later attempt deletes what it does not write again.
