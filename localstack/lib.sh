@@ -7,8 +7,11 @@
 #   instances each, default 2);
 # - the BigQuery emulator (bqemulator, FastAPI + DuckDB, from PyPI) on BQ_PORT (default 9050), in .local/bq-venv
 #   (`bq_install`, `bq_up`; the tests use it, the demo does not);
-# - the state machine runs in aws-local-stepfunctions (Node 22, both from npm, in localstack/sfn/node_modules):
-#   `localstack/run-execution.sh` executes statemachines/export.asl.json against those functions.
+# - the Step Functions data plane: localstack/sfn/server.mjs on SFN_PORT (default 9056), which the SDKs reach
+#   through AWS_ENDPOINT_URL_SFN: the executions the functions and the API start run there by themselves, in
+#   aws-local-stepfunctions (Node 22, both from npm, in localstack/sfn/node_modules), against those functions;
+#   the control plane (state machine definitions) stays on moto. `localstack/run-execution.sh` runs one
+#   execution by hand.
 #
 # Starting is idempotent: a stack already running is reused, and `stack_down` only stops what this shell
 # started. Every process started is also listed in .local/stack.pids, which `stack_stop_all` (down.sh) stops.
@@ -18,6 +21,7 @@ STACK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STACK_STATE="$STACK_ROOT/.local"
 MOTO_PORT=${MOTO_PORT:-5055}
 LAMBDA_PORT=${LAMBDA_PORT:-9055}
+SFN_PORT=${SFN_PORT:-9056}
 FUNCTION_INSTANCES=${FUNCTION_INSTANCES:-2}
 MOTO_VERSION=5.2.5
 CARGO_LAMBDA_VERSION=1.9.2
@@ -100,6 +104,7 @@ sam_install() {
 stack_env() {
   export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
   export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$LAMBDA_PORT"
+  export AWS_ENDPOINT_URL_SFN="http://127.0.0.1:$SFN_PORT"
   export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-testing}
   export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-testing}
   export AWS_REGION=${AWS_REGION:-us-east-1}
@@ -136,6 +141,10 @@ stack_alive() {
   curl -fsS "http://127.0.0.1:$MOTO_PORT/moto-api/data.json" >/dev/null 2>&1
 }
 
+sfn_alive() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$SFN_PORT") 2>/dev/null
+}
+
 lambda_alive() {
   # A TCP connect: an HTTP request to cargo lambda would be taken as an invocation and wait for a function.
   (exec 3<>"/dev/tcp/127.0.0.1/$LAMBDA_PORT") 2>/dev/null
@@ -162,6 +171,15 @@ stack_up() {
     started $!
     wait_for stack_alive "moto server" "$STACK_STATE/moto.log"
     echo "moto server up on 127.0.0.1:$MOTO_PORT" >&2
+  fi
+  if sfn_alive; then
+    echo "Step Functions endpoint already running on 127.0.0.1:$SFN_PORT" >&2
+  else
+    "$STACK_ROOT/localstack/sfn/node_modules/.bin/node" "$STACK_ROOT/localstack/sfn/server.mjs" "$SFN_PORT" \
+      >"$STACK_STATE/sfn.log" 2>&1 &
+    started $!
+    wait_for sfn_alive "the Step Functions endpoint" "$STACK_STATE/sfn.log"
+    echo "Step Functions endpoint up on 127.0.0.1:$SFN_PORT (executions run by themselves)" >&2
   fi
 }
 

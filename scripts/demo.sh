@@ -2,9 +2,9 @@
 # The main job on the local stack, through the HTTP API and the state machines: starts moto server (S3,
 # DynamoDB, KMS, Scheduler, Step Functions) and the real function binaries behind cargo lambda, writes an hour of
 # sample events into the lake bucket, creates an export over the API (Parquet + zstd, split at 2 MiB) and a
-# backfill of that hour, executes statemachines/backfill.asl.json (which runs export.asl.json for the hour) with
-# aws-local-stepfunctions, prints the execution result, the backfill, the run and the keys written, and stops
-# the stack it started.
+# backfill of that hour, waits for the backfill's execution (statemachines/backfill.asl.json, which runs
+# export.asl.json for the hour), which the local Step Functions endpoint runs by itself, prints it, the backfill,
+# the run and the keys written, and stops the stack it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source localstack/lib.sh
@@ -26,19 +26,26 @@ key=$($cli create-api-key --team-id 1 --label demo)
 api="$BATCH_EXPORT_API_URL/api/projects/1/batch_exports"
 call() { curl -sS -H "Authorization: Bearer $key" -H "Content-Type: application/json" "$@"; }
 field() { python3 -c "import json, sys; print(json.load(sys.stdin)['$1'])"; }
+# Step Functions' JSON API at the local endpoint (the SDKs' AWS_ENDPOINT_URL_SFN).
+aws_sfn() { curl -sS -H "Content-Type: application/x-amz-json-1.0" -H "X-Amz-Target: AWSStepFunctions.$1" \
+  "$AWS_ENDPOINT_URL_SFN" -d "$2"; }
 export_id=$(call -X POST "$api/" -d '{
   "name": "demo export", "interval": "hour",
   "destination": {"type": "S3", "config": {"bucket_name": "exports", "prefix": "{year}-{month}-{day}_{table}/",
     "file_format": "Parquet", "compression": "zstd", "max_file_size_mb": 2}}}' | field id)
 echo "created export $export_id (POST $api/)"
 backfill_id=$(call -X POST "$api/$export_id/backfills/" -d "{\"start_at\": \"$hour\", \"end_at\": \"$end\"}" | field id)
-# The API started the backfill state machine in the local Step Functions (moto), which records executions
-# without running them; the local interpreter runs it with the same input, and it runs the export state
-# machine for the hour.
-input="{\"backfill\": {\"team_id\": 1, \"export_id\": \"$export_id\", \"backfill_id\": \"$backfill_id\"}}"
-echo "executing statemachines/backfill.asl.json as $backfill_id with input $input"
-localstack/run-execution.sh --definition statemachines/backfill.asl.json --name "$backfill_id" --input "$input" \
-  | python3 -m json.tool
+# The API started the backfill state machine; on the local stack its execution runs by itself (the local Step
+# Functions endpoint), and it starts the export state machine for the hour. Wait for it as a user would.
+execution="${BATCH_EXPORT_BACKFILL_STATE_MACHINE_ARN/:stateMachine:/:execution:}:$backfill_id"
+echo "the API started $execution; waiting for it"
+for _ in $(seq 1 300); do
+  status=$(aws_sfn DescribeExecution "{\"executionArn\": \"$execution\"}" | field status)
+  [ "$status" != RUNNING ] && break
+  sleep 1
+done
+echo "execution $status:"
+aws_sfn DescribeExecution "{\"executionArn\": \"$execution\"}" | python3 -m json.tool
 echo "the backfill (GET $api/$export_id/backfills/$backfill_id/):"
 call "$api/$export_id/backfills/$backfill_id/" | python3 -m json.tool
 echo "the run (GET $api/$export_id/runs/):"

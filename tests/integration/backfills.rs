@@ -1,13 +1,14 @@
 //! Backfills end to end on the local stack: a backfill created over HTTP (the API records it and starts the
-//! backfill state machine in moto's Step Functions), then that execution's input run by the local interpreter
-//! through the real `statemachines/backfill.asl.json`, which runs `export.asl.json` once per interval as a
-//! nested execution, all invoking the real function binaries.
+//! backfill state machine), whose execution runs by itself on the local Step Functions endpoint — the real
+//! `statemachines/backfill.asl.json`, which runs `export.asl.json` once per interval as a nested execution of
+//! its own, all invoking the real function binaries. The tests only wait for it.
 
+use aws_sdk_sfn::types::ExecutionStatus;
 use batch_exports::sources::synthetic::SyntheticEvents;
 use batch_exports::{FileFormat, Interval, S3DestinationConfig};
 use chrono::{DateTime, Duration, Utc};
 use integration_tests::{
-    assert_files_hold, execute_machine, list_keys, local_stack, new_bucket, s3, Api, Execution, FaultProxy, Lake,
+    assert_files_hold, execution_arn, list_keys, local_stack, new_bucket, s3, wait_for_execution, Api, FaultProxy, Lake,
 };
 use serde_json::{json, Value};
 
@@ -46,16 +47,21 @@ async fn create_export(api: &Api, config: &S3DestinationConfig) -> String {
     created["id"].as_str().unwrap().to_string()
 }
 
-/// Creates a backfill over the API and returns it with the input the API started its execution with.
-async fn create_backfill(api: &Api, export_id: &str, body: Value) -> (Value, Value) {
+/// Creates a backfill over the API and returns it with the input the API started its execution with, and that
+/// execution's ARN (it runs by itself).
+async fn create_backfill(api: &Api, export_id: &str, body: Value) -> (Value, Value, String) {
     let (status, backfill) = api.call("POST", &api.path(&format!("{export_id}/backfills/")), Some(body)).await;
     assert_eq!(status, 201, "{backfill}");
-    let machine = std::env::var("BATCH_EXPORT_BACKFILL_STATE_MACHINE_ARN").unwrap();
-    let execution =
-        format!("{}:{}", machine.replace(":stateMachine:", ":execution:"), backfill["id"].as_str().unwrap());
+    let execution = execution_arn("BATCH_EXPORT_BACKFILL_STATE_MACHINE_ARN", backfill["id"].as_str().unwrap());
     let sfn = aws_sdk_sfn::Client::new(&local_stack().await);
-    let described = sfn.describe_execution().execution_arn(execution).send().await.unwrap();
-    (backfill, serde_json::from_str(described.input().unwrap()).unwrap())
+    let described = sfn.describe_execution().execution_arn(&execution).send().await.unwrap();
+    (backfill, serde_json::from_str(described.input().unwrap()).unwrap(), execution)
+}
+
+/// Waits for a backfill's execution to end, and asserts it succeeded.
+async fn assert_runs_to_success(execution: &str) {
+    let ended = wait_for_execution(execution).await;
+    assert_eq!(ended.status(), &ExecutionStatus::Succeeded, "{:?}: {:?}", ended.error(), ended.cause());
 }
 
 async fn get_backfill(api: &Api, export_id: &str, backfill: &Value) -> Value {
@@ -71,10 +77,6 @@ async fn runs(api: &Api, export_id: &str) -> Vec<Value> {
     page["results"].as_array().unwrap().clone()
 }
 
-fn assert_succeeded(execution: &Execution) {
-    assert_eq!(execution.status, "SUCCEEDED", "{:?}: {}", execution.error, execution.output);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_six_hour_backfill_runs_six_runs_and_records_its_progress() {
     let api = Api::new_team(unique_team()).await;
@@ -87,14 +89,21 @@ async fn a_six_hour_backfill_runs_six_runs_and_records_its_progress() {
     // Asked from three hours before the first data: the start moves forward to the earliest data.
     let start = first_hour() - Duration::hours(3);
     let end = first_hour() + Duration::hours(6);
-    let (backfill, input) =
+    let (backfill, input, execution) =
         create_backfill(&api, &export_id, json!({"start_at": zulu(start), "end_at": zulu(end)})).await;
-    assert_eq!(backfill["status"], "Starting");
     assert_eq!(
         input,
         json!({"backfill": {"team_id": api.team, "export_id": export_id, "backfill_id": backfill["id"]}})
     );
-    assert_succeeded(&execute_machine("backfill", backfill["id"].as_str().unwrap(), input).await);
+    assert_runs_to_success(&execution).await;
+    // Each interval ran as a nested execution of the export state machine, listed there, each succeeded.
+    let sfn = aws_sdk_sfn::Client::new(&local_stack().await);
+    let machine = std::env::var("BATCH_EXPORT_STATE_MACHINE_ARN").unwrap();
+    let children = sfn.list_executions().state_machine_arn(machine).max_results(1000).send().await.unwrap();
+    let children: Vec<_> =
+        children.executions().iter().filter(|e| e.name().starts_with(backfill["id"].as_str().unwrap())).collect();
+    assert_eq!(children.len(), 6, "{children:?}");
+    assert!(children.iter().all(|e| e.status() == &ExecutionStatus::Succeeded), "{children:?}");
 
     let done = get_backfill(&api, &export_id, &backfill).await;
     assert_eq!(done["status"], "Completed", "{done}");
@@ -137,9 +146,7 @@ async fn cancelling_a_backfill_during_its_second_run_leaves_the_later_intervals_
     let export_id = create_export(&api, &config).await;
 
     let range = json!({"start_at": zulu(first_hour()), "end_at": zulu(first_hour() + Duration::hours(6))});
-    let (backfill, input) = create_backfill(&api, &export_id, range).await;
-    let name = backfill["id"].as_str().unwrap().to_string();
-    let execution = tokio::spawn(async move { execute_machine("backfill", &name, input).await });
+    let (backfill, _, execution) = create_backfill(&api, &export_id, range).await;
 
     // Wait for the second run to be under way, then cancel.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -154,7 +161,7 @@ async fn cancelling_a_backfill_during_its_second_run_leaves_the_later_intervals_
     let path = api.path(&format!("{export_id}/backfills/{}/cancel/", backfill["id"].as_str().unwrap()));
     let (status, cancelled) = api.call("POST", &path, None).await;
     assert_eq!((status, &cancelled["status"]), (200, &json!("Cancelled")), "{cancelled}");
-    assert_succeeded(&execution.await.unwrap());
+    assert_runs_to_success(&execution).await;
 
     let done = get_backfill(&api, &export_id, &backfill).await;
     assert_eq!(done["status"], "Cancelled");
@@ -175,14 +182,13 @@ async fn a_backfill_of_a_range_without_data_completes_at_once() {
     let s3 = s3(&local_stack().await);
     let config = S3DestinationConfig::new(new_bucket(&s3, "backfill-empty").await);
     let export_id = create_export(&api, &config).await;
-    let (backfill, input) = create_backfill(
+    let (backfill, _, execution) = create_backfill(
         &api,
         &export_id,
         json!({"start_at": zulu(first_hour()), "end_at": zulu(first_hour() + Duration::hours(6))}),
     )
     .await;
-    let execution = execute_machine("backfill", backfill["id"].as_str().unwrap(), input).await;
-    assert_succeeded(&execution);
+    assert_runs_to_success(&execution).await;
     let done = get_backfill(&api, &export_id, &backfill).await;
     assert_eq!((done["status"].as_str(), done["expected_runs"].as_u64()), (Some("Completed"), Some(0)), "{done}");
     assert_eq!(done["progress"], 1.0);
@@ -209,8 +215,8 @@ async fn a_persons_backfill_of_a_team_without_events_ranges_over_its_persons_dat
 
     let first = moved.hours[0].start;
     let range = json!({"start_at": zulu(first - Duration::hours(3)), "end_at": zulu(first + Duration::hours(5))});
-    let (backfill, input) = create_backfill(&api, export_id, range).await;
-    assert_succeeded(&execute_machine("backfill", backfill["id"].as_str().unwrap(), input).await);
+    let (backfill, _, execution) = create_backfill(&api, export_id, range).await;
+    assert_runs_to_success(&execution).await;
     let done = get_backfill(&api, export_id, &backfill).await;
     assert_eq!(done["status"], "Completed", "{done}");
     assert_eq!(done["effective_start_at"].as_str(), Some(zulu(first).as_str()), "{done}");

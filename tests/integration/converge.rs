@@ -13,7 +13,7 @@ use batch_exports::schedules::{
 use batch_exports::store::{ExportStore, RunStore};
 use batch_exports::ExportError;
 use chrono::Utc;
-use integration_tests::{local_stack, secret_box, settings, Api, ApiInstance, FaultProxy};
+use integration_tests::{fire_schedule, local_stack, secret_box, settings, Api, ApiInstance, FaultProxy};
 use serde_json::{json, Value};
 
 use crate::api::unique_team;
@@ -204,27 +204,6 @@ async fn a_write_whose_schedule_lands_last_still_leaves_the_items_state() {
     }
 }
 
-/// Invokes a schedule's target as EventBridge Scheduler does when it fires: the Lambda Invoke API (cargo lambda
-/// serving the real function), with the target's input and the firing time substituted.
-async fn fire(schedule: &aws_sdk_scheduler::operation::get_schedule::GetScheduleOutput) -> Value {
-    let target = schedule.target().expect("a target");
-    let function = target.arn().rsplit(':').next().unwrap().to_string();
-    let input = target.input().unwrap().replace("<aws.scheduler.scheduled-time>", &Utc::now().to_rfc3339());
-    let url = format!(
-        "{}/2015-03-31/functions/{function}/invocations",
-        std::env::var("AWS_ENDPOINT_URL_LAMBDA").expect("AWS_ENDPOINT_URL_LAMBDA: run with scripts/test.sh")
-    );
-    tokio::task::spawn_blocking(move || {
-        let mut response = ureq::post(&url).send(input.as_bytes()).unwrap_or_else(|e| panic!("invoke {url}: {e}"));
-        let failed = response.headers().get("X-Amz-Function-Error").is_some();
-        let text = response.body_mut().read_to_string().unwrap();
-        assert!(!failed, "{function} failed: {text}");
-        serde_json::from_str(&text).unwrap()
-    })
-    .await
-    .unwrap()
-}
-
 /// The executions of the export state machine started for an export (their names begin with its id).
 async fn executions_of(export_id: &str) -> usize {
     let sfn = aws_sdk_sfn::Client::new(&local_stack().await);
@@ -245,7 +224,7 @@ async fn a_schedule_left_behind_fires_no_run_and_is_put_right() {
     stack.exports.delete(api.team, &gone).await.unwrap();
     let schedule = stack.schedule(&gone).await.expect("the schedule is left");
     assert_eq!(schedule.state(), Some(&ScheduleState::Enabled));
-    let output = fire(&schedule).await;
+    let output = fire_schedule(&schedule, Utc::now()).await;
     assert_eq!(output["skipped"], "the export does not exist", "{output}");
     assert!(stack.schedule(&gone).await.is_none(), "the schedule is deleted");
     assert_eq!(executions_of(&gone).await, 0, "no execution is started");
@@ -256,7 +235,7 @@ async fn a_schedule_left_behind_fires_no_run_and_is_put_right() {
     stack.exports.pause(api.team, &paused, "a pause whose schedule write was lost", Utc::now()).await.unwrap();
     let schedule = stack.schedule(&paused).await.expect("the schedule");
     assert_eq!(schedule.state(), Some(&ScheduleState::Enabled));
-    let output = fire(&schedule).await;
+    let output = fire_schedule(&schedule, Utc::now()).await;
     assert_eq!(output["skipped"], "the export is paused", "{output}");
     assert_eq!(executions_of(&paused).await, 0, "no execution is started");
     assert!(runs.list(&paused, 10).await.unwrap().is_empty(), "no run is recorded");
@@ -266,7 +245,7 @@ async fn a_schedule_left_behind_fires_no_run_and_is_put_right() {
     // The same firing for the export once unpaused starts its run.
     let (status, body) = api.call("POST", &api.path(&format!("{paused}/unpause/")), None).await;
     assert_eq!(status, 200, "{body}");
-    let output = fire(&stack.schedule(&paused).await.unwrap()).await;
+    let output = fire_schedule(&stack.schedule(&paused).await.unwrap(), Utc::now()).await;
     assert!(output["execution_arn"].is_string(), "{output}");
     assert_eq!(executions_of(&paused).await, 1);
 }

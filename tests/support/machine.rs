@@ -1,4 +1,5 @@
-//! The state machines of `statemachines/` executed on the local stack (localstack/run-execution.sh).
+//! The state machines of `statemachines/` on the local stack: executed by hand (localstack/run-execution.sh) for
+//! tests that look at one execution's events, and the executions the stack runs by itself, awaited.
 
 use std::process::Command;
 
@@ -48,5 +49,28 @@ pub async fn execute_machine(machine: &str, name: &str, input: Value) -> Executi
         error: v["error"].as_str().map(str::to_string),
         retries: v["retries"].as_array().cloned().unwrap_or_default(),
         history: history_text,
+    }
+}
+
+/// The ARN of a state machine's execution named `name` (`BATCH_EXPORT_STATE_MACHINE_ARN` or
+/// `BATCH_EXPORT_BACKFILL_STATE_MACHINE_ARN`).
+pub fn execution_arn(machine_variable: &str, name: &str) -> String {
+    let machine = std::env::var(machine_variable).unwrap_or_else(|_| panic!("{machine_variable} is not set"));
+    format!("{}:{name}", machine.replacen(":stateMachine:", ":execution:", 1))
+}
+
+/// Waits (at most 3 minutes) for an execution that the local stack runs by itself (the local Step Functions
+/// endpoint, `AWS_ENDPOINT_URL_SFN`) to end; returns how it ended.
+pub async fn wait_for_execution(arn: &str) -> aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput {
+    let sfn = aws_sdk_sfn::Client::new(&crate::stack::local_stack().await);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let described =
+            sfn.describe_execution().execution_arn(arn).send().await.unwrap_or_else(|e| panic!("{arn}: {e:?}"));
+        if described.status() != &aws_sdk_sfn::types::ExecutionStatus::Running {
+            return described;
+        }
+        assert!(std::time::Instant::now() < deadline, "{arn} still runs after 3 minutes");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }

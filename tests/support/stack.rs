@@ -83,3 +83,27 @@ pub async fn raw_export_item(
         .item
         .expect("the export item")
 }
+
+/// Invokes a schedule's target as EventBridge Scheduler does when it fires: the Lambda Invoke API (cargo lambda
+/// serving the real function), with the target's input and the firing time `at` substituted; returns what the target answered.
+pub async fn fire_schedule(
+    schedule: &aws_sdk_scheduler::operation::get_schedule::GetScheduleOutput,
+    at: chrono::DateTime<chrono::Utc>,
+) -> serde_json::Value {
+    let target = schedule.target().expect("a target");
+    let function = target.arn().rsplit(':').next().unwrap().to_string();
+    let input = target.input().unwrap().replace("<aws.scheduler.scheduled-time>", &at.to_rfc3339());
+    let url = format!(
+        "{}/2015-03-31/functions/{function}/invocations",
+        std::env::var("AWS_ENDPOINT_URL_LAMBDA").expect("AWS_ENDPOINT_URL_LAMBDA: run with scripts/test.sh")
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut response = ureq::post(&url).send(input.as_bytes()).unwrap_or_else(|e| panic!("invoke {url}: {e}"));
+        let failed = response.headers().get("X-Amz-Function-Error").is_some();
+        let text = response.body_mut().read_to_string().unwrap();
+        assert!(!failed, "{function} failed: {text}");
+        serde_json::from_str(&text).unwrap()
+    })
+    .await
+    .unwrap()
+}
