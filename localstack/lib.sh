@@ -12,6 +12,9 @@
 #   aws-local-stepfunctions (Node 22, both from npm, in localstack/sfn/node_modules), against those functions;
 #   the control plane (state machine definitions) stays on moto. `localstack/run-execution.sh` runs one
 #   execution by hand.
+# - the EventBridge Scheduler that fires: localstack/scheduler.py on SCHEDULER_PORT (default 9057) fires the
+#   schedules stored in moto by invoking their target functions, on a clock that tests and the demo can set
+#   (`SCHEDULER_FROZEN=1`: the clock stands still and only explicit calls fire; the test suite runs it so).
 #
 # Starting is idempotent: a stack already running is reused, and `stack_down` only stops what this shell
 # started. Every process started is also listed in .local/stack.pids, which `stack_stop_all` (down.sh) stops.
@@ -22,6 +25,8 @@ STACK_STATE="$STACK_ROOT/.local"
 MOTO_PORT=${MOTO_PORT:-5055}
 LAMBDA_PORT=${LAMBDA_PORT:-9055}
 SFN_PORT=${SFN_PORT:-9056}
+SCHEDULER_PORT=${SCHEDULER_PORT:-9057}
+CRONITER_VERSION=6.0.0
 FUNCTION_INSTANCES=${FUNCTION_INSTANCES:-2}
 MOTO_VERSION=5.2.5
 CARGO_LAMBDA_VERSION=1.9.2
@@ -36,12 +41,12 @@ started() { # records a process this shell started
 stack_install() {
   mkdir -p "$STACK_STATE"
   local venv="$STACK_STATE/venv"
-  if ! "$venv/bin/python" -c "import moto, flask; assert moto.__version__ == '$MOTO_VERSION'" 2>/dev/null \
+  if ! "$venv/bin/python" -c "import moto, flask, croniter; assert moto.__version__ == '$MOTO_VERSION'" 2>/dev/null \
     || ! "$venv/bin/cargo-lambda" lambda --version 2>/dev/null | grep -q "$CARGO_LAMBDA_VERSION"; then
     echo "installing moto server $MOTO_VERSION and cargo-lambda $CARGO_LAMBDA_VERSION into $venv" >&2
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" \
-      "cargo-lambda==$CARGO_LAMBDA_VERSION"
+      "cargo-lambda==$CARGO_LAMBDA_VERSION" "croniter==$CRONITER_VERSION"
   fi
   if ! [ -x "$STACK_ROOT/localstack/sfn/node_modules/.bin/node" ] \
     || ! [ -d "$STACK_ROOT/localstack/sfn/node_modules/aws-local-stepfunctions" ]; then
@@ -105,6 +110,8 @@ stack_env() {
   export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
   export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$LAMBDA_PORT"
   export AWS_ENDPOINT_URL_SFN="http://127.0.0.1:$SFN_PORT"
+  # The local scheduler's clock and firings (localstack/scheduler.py), for the tests and the demo.
+  export LOCAL_SCHEDULER_URL="http://127.0.0.1:$SCHEDULER_PORT"
   export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-testing}
   export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-testing}
   export AWS_REGION=${AWS_REGION:-us-east-1}
@@ -139,6 +146,10 @@ stack_env() {
 
 stack_alive() {
   curl -fsS "http://127.0.0.1:$MOTO_PORT/moto-api/data.json" >/dev/null 2>&1
+}
+
+scheduler_alive() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$SCHEDULER_PORT") 2>/dev/null
 }
 
 sfn_alive() {
@@ -205,6 +216,22 @@ functions_up() {
     done
   done
   echo "functions up behind http://127.0.0.1:$LAMBDA_PORT ($STACK_FUNCTIONS; $FUNCTION_INSTANCES instances each)" >&2
+  scheduler_up
+}
+
+# The scheduler that fires the schedules (after the functions it invokes).
+scheduler_up() {
+  if scheduler_alive; then
+    echo "scheduler already running on 127.0.0.1:$SCHEDULER_PORT" >&2
+    return 0
+  fi
+  local frozen=()
+  [ "${SCHEDULER_FROZEN:-}" = 1 ] && frozen=(--frozen)
+  "$STACK_STATE/venv/bin/python" "$STACK_ROOT/localstack/scheduler.py" "$SCHEDULER_PORT" "${frozen[@]}" \
+    >"$STACK_STATE/scheduler.log" 2>&1 &
+  started $!
+  wait_for scheduler_alive "the scheduler" "$STACK_STATE/scheduler.log"
+  echo "scheduler up on 127.0.0.1:$SCHEDULER_PORT (${frozen[*]:-wall clock})" >&2
 }
 
 stack_down() {

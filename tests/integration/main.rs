@@ -7,6 +7,7 @@ mod backfills;
 mod bad_requests;
 mod bigquery;
 mod converge;
+mod firing;
 mod live;
 mod persons;
 mod s3_export;

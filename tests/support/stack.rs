@@ -107,3 +107,24 @@ pub async fn fire_schedule(
     .await
     .unwrap()
 }
+
+/// Asks the local scheduler (localstack/scheduler.py) to fire the named schedules' occurrences in
+/// `(after, until]` now, as its clock would have; returns each firing (schedule, scheduled time, the target's
+/// answer), in time order.
+pub async fn fire_schedules(
+    names: &[String],
+    after: chrono::DateTime<chrono::Utc>,
+    until: chrono::DateTime<chrono::Utc>,
+) -> Vec<serde_json::Value> {
+    let url = format!(
+        "{}/fire",
+        std::env::var("LOCAL_SCHEDULER_URL").expect("LOCAL_SCHEDULER_URL: run with scripts/test.sh")
+    );
+    let body = serde_json::json!({"schedules": names, "after": after.to_rfc3339(), "until": until.to_rfc3339()});
+    tokio::task::spawn_blocking(move || {
+        let mut response = ureq::post(&url).send(body.to_string().as_bytes()).unwrap_or_else(|e| panic!("{url}: {e}"));
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap()
+    })
+    .await
+    .unwrap()
+}
