@@ -13,7 +13,7 @@ stack_install
 cargo build --quiet --locked --workspace --bins
 stack_up
 functions_up
-cli=target/debug/batch-export
+cli="${CARGO_TARGET_DIR:-target}/debug/batch-export"
 # Yesterday 10:00 UTC unless DEMO_HOUR says otherwise: a run's interval must have ended. The hour before it is
 # seeded too, for the backfill.
 hour=${DEMO_HOUR:-$(date -u -d yesterday +%Y-%m-%dT10:00:00Z)}
