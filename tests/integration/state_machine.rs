@@ -14,8 +14,8 @@ use batch_exports::store::{Begin, ExportStore, RunStore};
 use batch_exports::{Interval, S3DestinationConfig};
 use chrono::{DateTime, Duration, Utc};
 use integration_tests::{
-    assert_files_hold, execute_machine, function_logs, get_bytes, list_keys, local_stack, new_bucket, raw_export_item,
-    s3, secret_box, settings, Api, Execution, ExportedRow, FaultProxy, Lake,
+    assert_files_hold, execute_definition, execute_machine, function_logs, get_bytes, list_keys, local_stack,
+    new_bucket, raw_export_item, s3, secret_box, settings, Api, Execution, ExportedRow, FaultProxy, Lake,
 };
 use serde_json::{json, Value};
 
@@ -243,6 +243,38 @@ async fn a_retryable_failure_of_one_chunk_is_retried_by_the_state_machine() {
     let uploads = stack.s3.list_multipart_uploads().bucket(&destination).send().await.unwrap();
     assert!(uploads.uploads().is_empty(), "no incomplete upload is left");
     drop(proxy);
+}
+
+/// A chunk that outlives its Task's `TimeoutSeconds` (the destination holds its upload longer) times out with
+/// `States.Timeout`, which is retried like a crash (`Lambda.Unknown`): the retry completes the run, and the
+/// files hold every row once. The definition is the real one with that Task's timeout cut to 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_times_out_is_retried_and_the_run_completes() {
+    let stack = stack().await;
+    let (team, export_id) = unique_ids();
+    let lake = stack.seed(team, 2, 2_000).await;
+    let destination = new_bucket(&stack.s3, "run-timeout").await;
+    let proxy = FaultProxy::delaying("PUT", &format!("/{destination}/"), 1, 5.0);
+    let mut config = S3DestinationConfig::new(&destination);
+    config.endpoint_url = Some(proxy.url.clone());
+    stack.create_export(team, &export_id, config.clone()).await;
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../statemachines/export.asl.json");
+    let mut definition: Value = serde_json::from_str(&std::fs::read_to_string(root).unwrap()).unwrap();
+    definition["States"]["ExportChunks"]["ItemProcessor"]["States"]["ExportChunk"]["TimeoutSeconds"] = json!(2);
+    let path = std::env::temp_dir().join(format!("{export_id}.asl.json"));
+    std::fs::write(&path, definition.to_string()).unwrap();
+
+    let scheduled = hour() + Duration::hours(1) + Duration::minutes(1);
+    let input = json!({"team_id": team, "export_id": export_id, "scheduled_time": scheduled});
+    let execution = execute_definition(path.to_str().unwrap(), &format!("{export_id}-1"), input).await;
+    assert_eq!(execution.status, "SUCCEEDED", "{execution:?}");
+    assert!(execution.history.contains("States.Timeout"), "the first attempt timed out");
+    assert!(execution.retries.iter().any(|r| r["state"] == "ExportChunk"), "{:?}", execution.retries);
+    let run = stack.run(&export_id).await;
+    assert_eq!(run.status, RunStatus::Completed);
+    let keys: Vec<&str> = run.files.iter().map(String::as_str).collect();
+    assert_files_hold(&stack.s3, &destination, &keys, &config, &expected(&lake, team)).await;
+    let _ = std::fs::remove_file(path);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,3 +119,54 @@ async fn the_templates_buckets_and_variables_are_the_ones_the_functions_use() {
         assert!(VARIABLES.contains(&name.as_str()), "template.yaml sets {name}, which nothing reads");
     }
 }
+
+/// Every Task of the state machines has a `TimeoutSeconds` equal to its function's `Timeout` in the template
+/// (the interpreter's default is 60 s, AWS's none), a nested run's is the export state machine's own, and every
+/// function Task retries a crashed or timed-out invocation (`Lambda.Unknown`, `States.Timeout`) as it retries a
+/// retryable error.
+#[test]
+fn every_task_times_out_with_its_function_and_retries_crashes_and_timeouts() {
+    let template = template();
+    let resources = &template["Resources"];
+    let global = template["Globals"]["Function"]["Timeout"].as_u64().unwrap();
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../statemachines");
+    let export: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{root}/export.asl.json")).unwrap()).unwrap();
+    let machine_timeout = export["TimeoutSeconds"].as_u64().expect("the export state machine has a timeout");
+    fn tasks(states: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+        for (name, state) in states.as_object().unwrap() {
+            if state["Type"] == "Task" {
+                out.push((name.clone(), state.clone()));
+            }
+            if let Some(inner) = state.get("ItemProcessor") {
+                tasks(&inner["States"], out);
+            }
+        }
+    }
+    for file in ["export", "backfill"] {
+        let definition: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("{root}/{file}.asl.json")).unwrap()).unwrap();
+        let mut all = Vec::new();
+        tasks(&definition["States"], &mut all);
+        for (name, task) in all {
+            let resource = task["Resource"].as_str().unwrap();
+            let timeout =
+                task["TimeoutSeconds"].as_u64().unwrap_or_else(|| panic!("{file}.{name} has no TimeoutSeconds"));
+            let Some(substitution) = resource.strip_prefix("${").and_then(|r| r.strip_suffix('}')) else {
+                assert_eq!(timeout, machine_timeout, "{file}.{name} waits for a whole export run");
+                continue;
+            };
+            // `${XxxFunctionArn}` is what the state machine's DefinitionSubstitutions say: `!GetAtt Function.Arn`.
+            let machine = if file == "export" { "ExportStateMachine" } else { "BackfillStateMachine" };
+            let value = text(&resources[machine]["Properties"]["DefinitionSubstitutions"][substitution]);
+            let function = value.trim_start_matches("!GetAtt ").trim_end_matches(".Arn");
+            let declared = resources[function]["Properties"]["Timeout"].as_u64().unwrap_or(global);
+            assert_eq!(timeout, declared, "{file}.{name}: the Task's timeout is {function}'s");
+            let retried: Vec<&str> =
+                task["Retry"][0]["ErrorEquals"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+            for error in ["RetryableError", "Lambda.Unknown", "States.Timeout"] {
+                assert!(retried.contains(&error), "{file}.{name} does not retry {error}: {retried:?}");
+            }
+        }
+    }
+}

@@ -20,13 +20,19 @@ pub struct Execution {
 /// Executes a state machine of `statemachines/` (`export`, `backfill`) on the local stack.
 pub async fn execute_machine(machine: &str, name: &str, input: Value) -> Execution {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    execute_definition(&format!("{root}/statemachines/{machine}.asl.json"), name, input).await
+}
+
+/// Executes the definition at `path` (a state machine of `statemachines/`, or a test's variant of one).
+pub async fn execute_definition(path: &str, name: &str, input: Value) -> Execution {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let name = name.to_string();
     let history = std::env::temp_dir().join(format!("{name}.history.json"));
     let history_path = history.clone();
-    let machine = machine.to_string();
+    let path = path.to_string();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(format!("{root}/localstack/run-execution.sh"))
-            .args(["--definition", &format!("{root}/statemachines/{machine}.asl.json"), "--name", &name])
+            .args(["--definition", &path, "--name", &name])
             .args(["--input", &input.to_string()])
             .arg("--history")
             .arg(&history_path)
