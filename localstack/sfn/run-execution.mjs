@@ -68,4 +68,6 @@ try {
 await logs.catch(() => {});
 result.retries = retries;
 if (args.history) writeFileSync(args.history, JSON.stringify(history, null, 1));
-console.log(JSON.stringify(result));
+// Exit now: a Task that timed out may leave its invocation pending (a crashed function never answers), and
+// that must not keep this process alive after the execution ended.
+process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0));

@@ -15,7 +15,7 @@ use batch_exports::{Interval, S3DestinationConfig};
 use chrono::{DateTime, Duration, Utc};
 use integration_tests::{
     assert_files_hold, execute_definition, execute_machine, function_logs, get_bytes, list_keys, local_stack,
-    new_bucket, raw_export_item, s3, secret_box, settings, Api, Execution, ExportedRow, FaultProxy, Lake,
+    new_bucket, raw_export_item, s3, secret_box, settings, Api, Execution, ExportedRow, FaultProxy, Functions, Lake,
 };
 use serde_json::{json, Value};
 
@@ -258,22 +258,83 @@ async fn a_task_that_times_out_is_retried_and_the_run_completes() {
     let mut config = S3DestinationConfig::new(&destination);
     config.endpoint_url = Some(proxy.url.clone());
     stack.create_export(team, &export_id, config.clone()).await;
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../statemachines/export.asl.json");
-    let mut definition: Value = serde_json::from_str(&std::fs::read_to_string(root).unwrap()).unwrap();
-    definition["States"]["ExportChunks"]["ItemProcessor"]["States"]["ExportChunk"]["TimeoutSeconds"] = json!(2);
-    let path = std::env::temp_dir().join(format!("{export_id}.asl.json"));
-    std::fs::write(&path, definition.to_string()).unwrap();
+    let path = export_definition_with_chunk_timeout(&export_id, 2);
 
     let scheduled = hour() + Duration::hours(1) + Duration::minutes(1);
     let input = json!({"team_id": team, "export_id": export_id, "scheduled_time": scheduled});
-    let execution = execute_definition(path.to_str().unwrap(), &format!("{export_id}-1"), input).await;
+    let execution = execute_definition(path.to_str().unwrap(), &format!("{export_id}-1"), input, None).await;
     assert_eq!(execution.status, "SUCCEEDED", "{execution:?}");
     assert!(execution.history.contains("States.Timeout"), "the first attempt timed out");
     assert!(execution.retries.iter().any(|r| r["state"] == "ExportChunk"), "{:?}", execution.retries);
     let run = stack.run(&export_id).await;
-    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!((run.status, run.retries), (RunStatus::Completed, 1), "the timed-out chunk counts as a retry");
     let keys: Vec<&str> = run.files.iter().map(String::as_str).collect();
     assert_files_hold(&stack.s3, &destination, &keys, &config, &expected(&lake, team)).await;
+    let _ = std::fs::remove_file(path);
+}
+
+/// The definition of the export state machine with the chunk Task's timeout cut to `seconds`, in a file of
+/// its own.
+fn export_definition_with_chunk_timeout(name: &str, seconds: u64) -> std::path::PathBuf {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../statemachines/export.asl.json");
+    let mut definition: Value = serde_json::from_str(&std::fs::read_to_string(root).unwrap()).unwrap();
+    definition["States"]["ExportChunks"]["ItemProcessor"]["States"]["ExportChunk"]["TimeoutSeconds"] = json!(seconds);
+    let path = std::env::temp_dir().join(format!("{name}.asl.json"));
+    std::fs::write(&path, definition.to_string()).unwrap();
+    path
+}
+
+/// `kill -9` of the export-chunk process in the middle of a multipart upload (its second part held by the
+/// destination): the Task times out, is retried by a fresh process, and the run completes with every row once;
+/// the crashed upload is aborted (only it: an upload the user started under the same prefix stays), and the run
+/// record counts the retry. The run's functions are served apart from the stack's (5 MiB parts), so the kill
+/// touches no other test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_killed_mid_upload_is_retried_and_leaves_no_upload_behind() {
+    let stack = stack().await;
+    let (team, export_id) = unique_ids();
+    let lake = stack.seed(team, 2, 12_000).await;
+    let destination = new_bucket(&stack.s3, "run-killed").await;
+    let users = stack.s3.create_multipart_upload().bucket(&destination).key("exports/user-upload.bin").send().await;
+    let users = users.unwrap().upload_id.unwrap();
+    let proxy = FaultProxy::delaying("PUT", "partNumber=2", 1, 20.0);
+    let mut config = S3DestinationConfig::new(&destination);
+    config.prefix = "exports/".into();
+    config.endpoint_url = Some(proxy.url.clone());
+    stack.create_export(team, &export_id, config.clone()).await;
+    let names = ["start-run", "plan-run", "export-chunk", "write-manifest", "finish-run"];
+    let mut functions = Functions::start(&names, &[("BATCH_EXPORT_PART_SIZE_MB", "5".into())]);
+    let path = export_definition_with_chunk_timeout(&export_id, 8);
+
+    let scheduled = hour() + Duration::hours(1) + Duration::minutes(1);
+    let input = json!({"team_id": team, "export_id": export_id, "scheduled_time": scheduled});
+    let (definition, name, port) = (path.to_str().unwrap().to_string(), format!("{export_id}-1"), functions.port());
+    let execution = tokio::spawn(async move { execute_definition(&definition, &name, input, Some(port)).await });
+    // The chunk's upload is open (its first part sent, the second held): crash the process writing it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let open = stack.s3.list_multipart_uploads().bucket(&destination).prefix("exports/2").send().await.unwrap();
+        if !open.uploads().is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the chunk never started its upload");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    functions.kill("export-chunk");
+    functions.spawn("export-chunk");
+
+    let execution = execution.await.unwrap();
+    assert_eq!(execution.status, "SUCCEEDED", "{execution:?}");
+    assert!(execution.retries.iter().any(|r| r["state"] == "ExportChunk"), "{:?}", execution.retries);
+    let run = stack.run(&export_id).await;
+    assert_eq!((run.status, run.retries), (RunStatus::Completed, 1), "the crashed chunk counts as a retry");
+    let keys: Vec<&str> = run.files.iter().map(String::as_str).collect();
+    assert_files_hold(&stack.s3, &destination, &keys, &config, &expected(&lake, team)).await;
+    let open = stack.s3.list_multipart_uploads().bucket(&destination).send().await.unwrap();
+    let left: Vec<(&str, &str)> =
+        open.uploads().iter().map(|u| (u.key().unwrap_or_default(), u.upload_id().unwrap_or_default())).collect();
+    assert_eq!(left, [("exports/user-upload.bin", users.as_str())], "only the user's upload is still open");
     let _ = std::fs::remove_file(path);
 }
 

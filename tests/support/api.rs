@@ -1,11 +1,10 @@
 //! The API as a client calls it: a team's client of the API function, and extra instances of the function
 //! with other settings.
 
-use std::process::{Child, Command, Stdio};
-
 use chrono::Utc;
 use serde_json::Value;
 
+use crate::functions::Functions;
 use crate::stack::{local_stack, settings};
 
 /// A client of the API function served by the local stack (`BATCH_EXPORT_API_URL`), with one team's API key.
@@ -84,54 +83,18 @@ impl Api {
     }
 }
 
-/// One more instance of the `api` function with some settings changed (`env`), behind a second `cargo lambda
-/// watch` on a free port (cargo lambda serves only the project's binary names); both stopped when dropped.
+/// One more instance of the `api` function with some settings changed (`env`), served by a [`Functions`] of its
+/// own; stopped when dropped.
 pub struct ApiInstance {
-    children: Vec<Child>,
+    _functions: Functions,
     /// Its function URL, for [`Api::url`].
     pub url: String,
 }
 
 impl ApiInstance {
     pub fn start(env: &[(&str, String)]) -> ApiInstance {
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-        let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{root}/target"));
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let watch = Command::new(format!("{root}/.local/venv/bin/cargo-lambda"))
-            .args(["lambda", "watch", "--only-lambda-apis", "--ignore-changes", "-A", "127.0.0.1", "-P"])
-            .arg(port.to_string())
-            .current_dir(root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cargo lambda (installed by scripts/test.sh)");
-        let mut instance =
-            ApiInstance { children: vec![watch], url: format!("http://127.0.0.1:{port}/lambda-url/api") };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "cargo lambda watch did not listen on {port}");
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        let api = Command::new(format!("{target}/debug/api"))
-            .env("AWS_LAMBDA_FUNCTION_NAME", "api")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1769")
-            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt/api"))
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the api binary (cargo build --workspace --bins)");
-        instance.children.push(api);
-        instance
-    }
-}
-
-impl Drop for ApiInstance {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let functions = Functions::start(&["api"], env);
+        let url = format!("{}/lambda-url/api", functions.url());
+        ApiInstance { _functions: functions, url }
     }
 }

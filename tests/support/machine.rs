@@ -20,18 +20,23 @@ pub struct Execution {
 /// Executes a state machine of `statemachines/` (`export`, `backfill`) on the local stack.
 pub async fn execute_machine(machine: &str, name: &str, input: Value) -> Execution {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    execute_definition(&format!("{root}/statemachines/{machine}.asl.json"), name, input).await
+    execute_definition(&format!("{root}/statemachines/{machine}.asl.json"), name, input, None).await
 }
 
-/// Executes the definition at `path` (a state machine of `statemachines/`, or a test's variant of one).
-pub async fn execute_definition(path: &str, name: &str, input: Value) -> Execution {
+/// Executes the definition at `path` (a state machine of `statemachines/`, or a test's variant of one), invoking
+/// the stack's functions, or those a test serves on `lambda_port` ([`crate::Functions`]).
+pub async fn execute_definition(path: &str, name: &str, input: Value, lambda_port: Option<u16>) -> Execution {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let name = name.to_string();
     let history = std::env::temp_dir().join(format!("{name}.history.json"));
     let history_path = history.clone();
     let path = path.to_string();
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(format!("{root}/localstack/run-execution.sh"))
+        let mut command = Command::new(format!("{root}/localstack/run-execution.sh"));
+        if let Some(port) = lambda_port {
+            command.env("LAMBDA_PORT", port.to_string());
+        }
+        command
             .args(["--definition", &path, "--name", &name])
             .args(["--input", &input.to_string()])
             .arg("--history")

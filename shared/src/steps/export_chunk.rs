@@ -1,6 +1,7 @@
 //! Step 3 (one per chunk, in the Map state): encode and upload one chunk's files, with deterministic keys,
-//! and keep the list of files in the work area. A retryable failure is counted on the run before it is
-//! returned, so the run record shows the retries the state machine makes.
+//! and keep the list of files in the work area. Each start of a chunk is recorded on the run, so a chunk started
+//! again by the state machine's `Retry` counts as a retry — also when the invocation before it crashed or timed
+//! out with no process left to record it; a retryable failure's message is kept as the run's latest error.
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,9 @@ pub struct ChunkOutput {
 
 pub async fn export_chunk(services: &Services, input: ChunkInput) -> Result<ChunkOutput> {
     let run = &input.run;
+    if services.runs.start_chunk(run, input.chunk, Utc::now()).await? {
+        tracing::info!(run_id = %run.run_id, chunk = input.chunk, "chunk retried");
+    }
     let result: Result<ChunkOutput> = async {
         let (model, config, filter) = services.destination(run, true).await?;
         let target = S3Target::new(destination_client(&services.aws, &config, services.endpoints), &config);
@@ -62,8 +66,8 @@ pub async fn export_chunk(services: &Services, input: ChunkInput) -> Result<Chun
     if let Err(e) = &result {
         if e.is_retryable() {
             let message = format!("chunk {}: {e}", input.chunk);
-            if let Err(record) = services.runs.record_retry(run, &message, Utc::now()).await {
-                tracing::warn!(run_id = %run.run_id, error = %record, "could not record the retry");
+            if let Err(record) = services.runs.record_error(run, &message, Utc::now()).await {
+                tracing::warn!(run_id = %run.run_id, error = %record, "could not record the error");
             }
         }
     }

@@ -1,6 +1,9 @@
 //! Step 4: gather the files of every chunk (in chunk order), write the manifest when `max_file_size_mb` is
 //! set (only now, after every file is complete), sum records and bytes, and keep the outcome for the last step.
 //!
+//! First, the multipart uploads still open under this interval's keys (a chunk that crashed mid-file never
+//! aborts its own) are aborted: only keys of this run's interval, never another upload under the prefix.
+//!
 //! Then the prefix is made to hold exactly this attempt's files: the keys earlier attempts of the interval wrote
 //! (recorded on the run: their files, manifests and chunk outputs) that this attempt did not write again are
 //! deleted — a re-run that makes fewer files (late data, a larger `max_file_size_mb`) leaves none of the earlier
@@ -13,6 +16,7 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::Services;
+use crate::destinations::s3::keys::{interval_keys_prefix, KeyTemplate};
 use crate::destinations::s3::manifest::{manifest_key_of, put_manifest};
 use crate::destinations::s3::{destination_client, S3Target};
 use crate::error::{ExportError, Result};
@@ -48,6 +52,12 @@ pub async fn write_manifest(services: &Services, input: ManifestInput) -> Result
         services.runs.record_written(run, &[key], Utc::now()).await?;
     }
     let target = S3Target::new(destination_client(&services.aws, &config, services.endpoints), &config);
+    // Every chunk is done: an upload still open under this interval's keys is a crashed writer's.
+    let prefix = KeyTemplate::parse(&config.prefix)?.render(&run.interval, model);
+    let aborted = target.abort_uploads_under(&interval_keys_prefix(&prefix, &run.interval)).await?;
+    if aborted > 0 {
+        tracing::warn!(run_id = %run.run_id, aborted, "aborted the uploads crashed writers left");
+    }
     let manifest_key = put_manifest(&target, run.interval, model, &config, &files).await?;
     let outcome = ExportOutcome::new(files, manifest_key);
     let earlier_files_deleted = delete_earlier_files(services, run, &target, &outcome).await?;

@@ -218,7 +218,7 @@ impl RunStore {
             let update = Update {
                 expression: format!(
                     "SET {set} REMOVE finished_at, records_total_count, records_completed, bytes_exported, files, \
-                     manifest_key, written_files"
+                     manifest_key, written_files, started_chunks"
                 ),
                 condition: "attempt = :seen_attempt AND #status = :seen_status".into(),
                 values,
@@ -258,15 +258,51 @@ impl RunStore {
         .await
     }
 
-    /// Counts a retryable failure of a step and keeps its message as the run's latest error.
-    pub async fn record_retry(&self, run: &RunRef, error: &str, now: DateTime<Utc>) -> Result<Run> {
+    /// Keeps a retryable failure's message as the run's latest error (the retry is counted when the step starts
+    /// again: [`RunStore::start_chunk`]).
+    pub async fn record_error(&self, run: &RunRef, error: &str, now: DateTime<Utc>) -> Result<Run> {
         self.transition(
             run,
-            "SET latest_error = :error, updated_at = :now ADD retries :one",
+            "SET latest_error = :error, updated_at = :now",
             &[RunStatus::Running],
-            [(":error", s(error)), (":now", time(now)), (":one", n(1))],
+            [(":error", s(error)), (":now", time(now))],
         )
         .await
+    }
+
+    /// Records that chunk `chunk` of this attempt starts. A chunk that started before in this attempt is being
+    /// retried by the state machine — after an error, or after its function crashed or timed out, which no
+    /// process lived to record — and counts as one retry of the run. Returns whether it was a retry.
+    pub async fn start_chunk(&self, run: &RunRef, chunk: usize, now: DateTime<Utc>) -> Result<bool> {
+        let chunk_value = s(chunk.to_string());
+        let update = Update {
+            expression: "SET updated_at = :now ADD started_chunks :chunks".into(),
+            condition: "attempt = :attempt AND #status = :running \
+                        AND (attribute_not_exists(started_chunks) OR NOT contains(started_chunks, :chunk))"
+                .into(),
+            values: HashMap::from([
+                (":now".to_string(), time(now)),
+                (":chunks".to_string(), AttributeValue::Ss(vec![chunk.to_string()])),
+                (":chunk".to_string(), chunk_value),
+                (":attempt".to_string(), n(run.attempt)),
+                (":running".to_string(), status(RunStatus::Running)),
+            ]),
+        };
+        match self.update(&run.export_id, run.interval.end, update).await {
+            Ok(_) => Ok(false),
+            // Started before (or the run moved on: the transition below says which).
+            Err(UpdateError::ConditionFailed) => {
+                self.transition(
+                    run,
+                    "SET updated_at = :now ADD retries :one",
+                    &[RunStatus::Running],
+                    [(":now", time(now)), (":one", n(1))],
+                )
+                .await?;
+                Ok(true)
+            }
+            Err(UpdateError::Other(e)) => Err(e),
+        }
     }
 
     /// Records destination keys this attempt wrote (or is about to write), before they can be left behind.

@@ -135,6 +135,12 @@ pub fn data_file_key(
     join(prefix, &name)
 }
 
+/// What every file key of a run of `interval` begins with (its data files and its manifest): the keys a run may
+/// clean up after a crashed writer, and nothing else.
+pub fn interval_keys_prefix(prefix: &str, interval: &Interval) -> String {
+    join(prefix, &format!("{}-{}", iso(interval.start), iso(interval.end)))
+}
+
 /// The key of a run's manifest.
 pub fn manifest_key(prefix: &str, interval: &Interval) -> String {
     join(prefix, &format!("{}-{}_manifest.json", iso(interval.start), iso(interval.end)))

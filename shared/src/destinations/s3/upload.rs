@@ -70,6 +70,38 @@ impl S3Target {
         Ok(())
     }
 
+    /// Aborts the multipart uploads left in progress under `prefix` (a writer that crashed mid-file never aborts
+    /// its own); returns how many. An upload that finished or was aborted meanwhile is fine.
+    pub async fn abort_uploads_under(&self, prefix: &str) -> Result<usize> {
+        let (mut key_marker, mut upload_marker, mut aborted) = (None, None, 0);
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker)
+                .set_upload_id_marker(upload_marker)
+                .send()
+                .await
+                .map_err(|e| self.error("ListMultipartUploads", prefix, e))?;
+            for upload in page.uploads() {
+                let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else { continue };
+                let done =
+                    self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(id).send().await;
+                match done {
+                    Ok(_) => aborted += 1,
+                    Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_upload()) => {}
+                    Err(e) => return Err(self.error("AbortMultipartUpload", key, e)),
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                return Ok(aborted);
+            }
+            (key_marker, upload_marker) = (page.next_key_marker, page.next_upload_id_marker);
+        }
+    }
+
     /// Deletes an object (one that is not there is fine). One DeleteObject per key: S3-compatible stores that
     /// lack DeleteObjects (GCS's XML API) take it too.
     pub async fn delete(&self, key: &str) -> Result<()> {
