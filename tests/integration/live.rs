@@ -190,3 +190,69 @@ async fn the_local_step_functions_endpoint_answers_as_step_functions_does() {
     let missing = sfn.describe_execution().execution_arn(format!("{first}-missing")).send().await.unwrap_err();
     assert!(missing.as_service_error().is_some_and(|e| e.is_execution_does_not_exist()), "{missing:?}");
 }
+
+/// Creates a backfill of `interval` over the API; returns it and its execution's ARN (it runs by itself).
+async fn backfill(api: &Api, export_id: &str, interval: Interval) -> (Value, String) {
+    let body = json!({"start_at": interval.start.to_rfc3339(), "end_at": interval.end.to_rfc3339()});
+    let (status, created) = api.call("POST", &api.path(&format!("{export_id}/backfills/")), Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let execution = execution_arn("BATCH_EXPORT_BACKFILL_STATE_MACHINE_ARN", created["id"].as_str().unwrap());
+    (created, execution)
+}
+
+async fn backfill_now(api: &Api, export_id: &str, backfill: &Value) -> Value {
+    let (status, got) =
+        api.call("GET", &api.path(&format!("{export_id}/backfills/{}/", backfill["id"].as_str().unwrap())), None).await;
+    assert_eq!(status, 200, "{got}");
+    got
+}
+
+/// A backfill started while the scheduled run of the same hour is writing waits for that run: when the run then
+/// fails (the destination bucket does not exist), the backfill ends Failed naming the interval; when it
+/// completes, the backfill ends Completed with counts that add up. Two overlapping backfills both tell the
+/// truth. The destination holds the scheduled run's first upload for 4 s, so the backfills start beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfills_beside_a_live_run_of_their_interval_wait_for_it_and_tell_the_truth() {
+    let client = s3(&local_stack().await);
+    for bucket_exists in [false, true] {
+        let api = Api::new_team(unique_team()).await;
+        seed(&api, &client, 1_000).await;
+        let bucket = format!("beside-{}", unique_team());
+        if bucket_exists {
+            client.create_bucket().bucket(&bucket).send().await.unwrap();
+        }
+        let proxy = FaultProxy::delaying("PUT", &format!("/{bucket}/"), 1, 4.0);
+        let export_id = create_export(&api, json!({"bucket_name": bucket, "endpoint_url": proxy.url})).await;
+        let scheduled = fire(&export_id, hour().end + Duration::minutes(1)).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !runs(&api, &export_id).await.iter().any(|r| r["status"] == "Running") {
+            assert!(std::time::Instant::now() < deadline, "the scheduled run never ran");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let (first, first_execution) = backfill(&api, &export_id, hour()).await;
+        let (second, second_execution) = backfill(&api, &export_id, hour()).await;
+        wait_for_execution(&scheduled).await;
+        let ended = [wait_for_execution(&first_execution).await, wait_for_execution(&second_execution).await];
+        let runs = runs(&api, &export_id).await;
+        assert_eq!(runs.len(), 1, "one run of the hour: {runs:?}");
+        for (backfill, execution) in [(&first, &ended[0]), (&second, &ended[1])] {
+            let got = backfill_now(&api, &export_id, backfill).await;
+            let counts = (got["expected_runs"].as_u64(), got["finished_runs"].as_u64(), got["failed_runs"].as_u64());
+            if bucket_exists {
+                assert_eq!(execution.status(), &ExecutionStatus::Succeeded);
+                assert_eq!(got["status"], "Completed", "{got}");
+                assert_eq!(counts, (Some(1), Some(1), Some(0)), "{got}");
+                assert_eq!((got["total_records"].as_u64(), got["progress"].as_f64()), (Some(1_000), Some(1.0)));
+            } else {
+                assert_eq!(got["status"], "Failed", "{got}");
+                assert_eq!(counts, (Some(1), Some(1), Some(1)), "{got}");
+                let error = got["latest_error"].as_str().unwrap();
+                assert!(
+                    error.contains(&hour().end.format("%Y-%m-%dT%H:%M:%S").to_string()),
+                    "names the interval: {error}"
+                );
+                assert!(error.contains(&bucket), "says why: {error}");
+            }
+        }
+    }
+}

@@ -24,6 +24,16 @@ fn status(v: BackfillStatus) -> AttributeValue {
     s(v.as_str())
 }
 
+/// What a batch of runs added to a backfill: runs that ended, of which failed, their records, and the failed
+/// intervals named.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub finished: u64,
+    pub failed: u64,
+    pub records: u64,
+    pub error: Option<String>,
+}
+
 impl BackfillStore {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
         BackfillStore { client, table: table.into() }
@@ -85,30 +95,31 @@ impl BackfillStore {
     }
 
     /// Adds the runs that just finished to a backfill's progress and moves `ran_until` (also once it was
-    /// cancelled: the runs of the batch under way when it was cancelled still finish and count).
+    /// cancelled: the runs of the batch under way when it was cancelled still finish and count); `error` names
+    /// the intervals that failed, when some did.
     pub async fn record_progress(
         &self,
         backfill: &BackfillRef,
-        finished: u64,
-        failed: u64,
-        records: u64,
+        progress: Progress,
         ran_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Backfill> {
-        self.transition(
-            backfill,
-            "SET ran_until = :ran_until, last_updated_at = :now \
-             ADD finished_runs :finished, failed_runs :failed, total_records :records",
-            &[BackfillStatus::Running, BackfillStatus::Cancelled],
-            [
-                (":ran_until", time_value(ran_until)),
-                (":now", time_value(now)),
-                (":finished", n(finished)),
-                (":failed", n(failed)),
-                (":records", n(records)),
-            ],
-        )
-        .await
+        let mut values = vec![
+            (":ran_until", time_value(ran_until)),
+            (":now", time_value(now)),
+            (":finished", n(progress.finished)),
+            (":failed", n(progress.failed)),
+            (":records", n(progress.records)),
+        ];
+        let set = match &progress.error {
+            Some(error) => {
+                values.push((":error", s(error)));
+                "SET ran_until = :ran_until, last_updated_at = :now, latest_error = :error"
+            }
+            None => "SET ran_until = :ran_until, last_updated_at = :now",
+        };
+        let expression = format!("{set} ADD finished_runs :finished, failed_runs :failed, total_records :records");
+        self.transition(backfill, &expression, &[BackfillStatus::Running, BackfillStatus::Cancelled], values).await
     }
 
     /// Ends a backfill that is still `Starting` or `Running` (`Completed`, `Failed` with the error, or

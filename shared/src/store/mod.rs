@@ -17,7 +17,7 @@ mod runs;
 pub mod work;
 
 pub use self::api_keys::{hash_key, ApiKey, ApiKeyStore};
-pub use self::backfills::BackfillStore;
+pub use self::backfills::{BackfillStore, Progress};
 pub use self::exports::{ExportStore, StoredExport};
 pub use self::runs::{Begin, RunPage, RunStore};
 pub use self::work::WorkStore;
