@@ -7,6 +7,7 @@ mod backfills;
 mod bad_requests;
 mod bigquery;
 mod converge;
+mod faults;
 mod firing;
 mod live;
 mod persons;

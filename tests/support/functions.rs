@@ -56,17 +56,31 @@ impl Functions {
             .append(true)
             .open(format!("{root}/.local/apart-{}-{name}.log", self.port))
             .expect("a log file under .local");
-        let child = Command::new(format!("{target}/debug/{name}"))
-            .env("AWS_LAMBDA_FUNCTION_NAME", name)
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1769")
-            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{}/.rt/{name}", self.port))
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("NO_COLOR", "1")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("the {name} binary (cargo build --workspace --bins): {e}"));
+        let program = format!("{target}/debug/{name}");
+        let spawn = || {
+            Command::new(&program)
+                .env("AWS_LAMBDA_FUNCTION_NAME", name)
+                .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+                .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1769")
+                .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{}/.rt/{name}", self.port))
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .env("NO_COLOR", "1")
+                .stdout(log.try_clone().unwrap())
+                .stderr(log.try_clone().unwrap())
+                .spawn()
+        };
+        // A binary cargo is linking again (its hard link replaced) is briefly not there: try a few times.
+        let mut tries = 0;
+        let child = loop {
+            match spawn() {
+                Ok(child) => break child,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 25 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                Err(e) => panic!("{program} (cargo build --workspace --bins): {e}"),
+            }
+        };
         self.processes.push((name.to_string(), child));
     }
 
