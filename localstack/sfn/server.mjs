@@ -142,17 +142,22 @@ function history(record) {
   const names = {
     ExecutionStarted: 'ExecutionStarted', ExecutionSucceeded: 'ExecutionSucceeded', ExecutionFailed: 'ExecutionFailed',
     ExecutionAborted: 'ExecutionAborted', ExecutionTerminated: 'ExecutionAborted', MapIterationStarted: 'MapIterationStarted',
-    MapIterationSucceeded: 'MapIterationSucceeded', MapIterationFailed: 'MapIterationFailed',
+    MapIterationSucceeded: 'MapIterationSucceeded', MapIterationFailed: 'MapIterationFailed', StateFailed: 'TaskFailed',
   };
   return record.history.map((event, i) => {
-    const stateType = event.state?.type ?? '';
-    const type = names[event.type] ?? (event.type === 'StateEntered' ? `${stateType}StateEntered`
-      : event.type === 'StateExited' ? `${stateType}StateExited` : event.type === 'StateFailed' ? 'TaskFailed' : event.type);
-    const details = event.state
-      ? { name: event.state.name, input: JSON.stringify(event.state.input ?? null), output: JSON.stringify(event.state.output ?? null) }
-      : {};
-    return { id: i + 1, previousEventId: i, timestamp: seconds(event.at), type, stateEnteredEventDetails: event.type === 'StateEntered' ? { name: details.name, input: details.input } : undefined,
-      stateExitedEventDetails: event.type === 'StateExited' ? { name: details.name, output: details.output } : undefined };
+    const state = event.state ?? {};
+    const entered = event.type === 'StateEntered';
+    const exited = event.type === 'StateExited';
+    // A state entered or exited is named by its type, as AWS does (`TaskStateEntered`, `WaitStateExited`).
+    const type = entered || exited ? `${state.type}${event.type}` : names[event.type] ?? event.type;
+    return {
+      id: i + 1,
+      previousEventId: i,
+      timestamp: seconds(event.at),
+      type,
+      stateEnteredEventDetails: entered ? { name: state.name, input: JSON.stringify(state.input ?? null) } : undefined,
+      stateExitedEventDetails: exited ? { name: state.name, output: JSON.stringify(state.output ?? null) } : undefined,
+    };
   });
 }
 
