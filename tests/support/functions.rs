@@ -50,37 +50,23 @@ impl Functions {
     /// Starts one more process of the function `name`.
     pub fn spawn(&mut self, name: &str) {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-        let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{root}/target"));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(format!("{root}/.local/apart-{}-{name}.log", self.port))
             .expect("a log file under .local");
-        let program = format!("{target}/debug/{name}");
-        let spawn = || {
-            Command::new(&program)
-                .env("AWS_LAMBDA_FUNCTION_NAME", name)
-                .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-                .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1769")
-                .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{}/.rt/{name}", self.port))
-                .envs(self.env.iter().map(|(k, v)| (k, v)))
-                .env("NO_COLOR", "1")
-                .stdout(log.try_clone().unwrap())
-                .stderr(log.try_clone().unwrap())
-                .spawn()
-        };
-        // A binary cargo is linking again (its hard link replaced) is briefly not there: try a few times.
-        let mut tries = 0;
-        let child = loop {
-            match spawn() {
-                Ok(child) => break child,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 25 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                }
-                Err(e) => panic!("{program} (cargo build --workspace --bins): {e}"),
-            }
-        };
+        let program = binaries().join(name);
+        let child = Command::new(&program)
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1769")
+            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{}/.rt/{name}", self.port))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("NO_COLOR", "1")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} (cargo build --workspace --bins): {e}", program.display()));
         self.processes.push((name.to_string(), child));
     }
 
@@ -104,4 +90,11 @@ impl Drop for Functions {
         let _ = self.watch.kill();
         let _ = self.watch.wait();
     }
+}
+
+/// Where the workspace's binaries are: beside this test executable's folder (`target/debug/deps/..`), whatever
+/// the target directory.
+fn binaries() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test executable");
+    exe.parent().and_then(|deps| deps.parent()).expect("target/debug").to_path_buf()
 }
