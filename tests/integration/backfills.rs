@@ -71,12 +71,6 @@ async fn get_backfill(api: &Api, export_id: &str, backfill: &Value) -> Value {
     got
 }
 
-async fn runs(api: &Api, export_id: &str) -> Vec<Value> {
-    let (status, page) = api.call("GET", &api.path(&format!("{export_id}/runs/")), None).await;
-    assert_eq!(status, 200, "{page}");
-    page["results"].as_array().unwrap().clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_six_hour_backfill_runs_six_runs_and_records_its_progress() {
     let api = Api::new_team(unique_team()).await;
@@ -110,7 +104,7 @@ async fn a_six_hour_backfill_runs_six_runs_and_records_its_progress() {
     assert_eq!((done["expected_runs"].as_u64(), done["finished_runs"].as_u64()), (Some(6), Some(6)));
     assert_eq!(done["progress"], 1.0);
     assert_eq!(done["effective_start_at"].as_str(), Some(zulu(first_hour()).as_str()));
-    let runs = runs(&api, &export_id).await;
+    let runs = api.runs(&export_id).await;
     assert_eq!(runs.len(), 6);
     assert!(runs.iter().all(|r| r["status"] == "Completed" && r["backfill_id"] == backfill["id"]), "{runs:?}");
     let sum: u64 = runs.iter().map(|r| r["records_completed"].as_u64().unwrap()).sum();
@@ -151,7 +145,7 @@ async fn cancelling_a_backfill_during_its_second_run_leaves_the_later_intervals_
     // Wait for the second run to be under way, then cancel.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let runs = runs(&api, &export_id).await;
+        let runs = api.runs(&export_id).await;
         if runs.iter().any(|r| r["data_interval_end"] == zulu(second_end) && r["status"] == "Running") {
             break;
         }
@@ -166,7 +160,7 @@ async fn cancelling_a_backfill_during_its_second_run_leaves_the_later_intervals_
     let done = get_backfill(&api, &export_id, &backfill).await;
     assert_eq!(done["status"], "Cancelled");
     assert_eq!((done["expected_runs"].as_u64(), done["finished_runs"].as_u64()), (Some(6), Some(2)), "{done}");
-    let runs = runs(&api, &export_id).await;
+    let runs = api.runs(&export_id).await;
     let ends: Vec<_> = runs.iter().map(|r| r["data_interval_end"].as_str().unwrap().to_string()).collect();
     assert_eq!(ends, [zulu(second_end), zulu(first_hour() + Duration::hours(1))], "only the first two intervals ran");
     assert!(runs.iter().all(|r| r["status"] == "Completed"));
@@ -192,7 +186,7 @@ async fn a_backfill_of_a_range_without_data_completes_at_once() {
     let done = get_backfill(&api, &export_id, &backfill).await;
     assert_eq!((done["status"].as_str(), done["expected_runs"].as_u64()), (Some("Completed"), Some(0)), "{done}");
     assert_eq!(done["progress"], 1.0);
-    assert!(runs(&api, &export_id).await.is_empty());
+    assert!(api.runs(&export_id).await.is_empty());
     assert!(list_keys(&s3, &config.bucket_name).await.is_empty());
     let path = api.path(&format!("{export_id}/backfills/{}/cancel/", backfill["id"].as_str().unwrap()));
     let (status, error) = api.call("POST", &path, None).await;
@@ -221,7 +215,7 @@ async fn a_persons_backfill_of_a_team_without_events_ranges_over_its_persons_dat
     assert_eq!(done["status"], "Completed", "{done}");
     assert_eq!(done["effective_start_at"].as_str(), Some(zulu(first).as_str()), "{done}");
     assert_eq!((done["expected_runs"].as_u64(), done["finished_runs"].as_u64()), (Some(5), Some(5)), "{done}");
-    let mut runs = runs(&api, export_id).await;
+    let mut runs = api.runs(export_id).await;
     runs.reverse();
     let records: Vec<u64> = runs.iter().map(|r| r["records_completed"].as_u64().unwrap()).collect();
     // Hour 1: d1–d3 and d9; hour 2: the three moves; hour 3: d9's change; then two hours without changes.

@@ -43,12 +43,6 @@ fn execution_of(firing: &Value) -> Option<String> {
     answer["execution_arn"].as_str().map(str::to_string)
 }
 
-async fn runs(api: &Api, export_id: &str) -> Vec<Value> {
-    let (status, page) = api.call("GET", &api.path(&format!("{export_id}/runs/")), None).await;
-    assert_eq!(status, 200, "{page}");
-    page["results"].as_array().unwrap().clone()
-}
-
 /// A schedule firing twice for the same time, and two schedulers racing (two firings at once): one execution,
 /// one run, one set of files holding every row once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,7 +71,7 @@ async fn a_schedule_fired_twice_and_racing_schedulers_run_the_interval_once() {
     let listed = sfn.list_executions().state_machine_arn(machine).max_results(1000).send().await.unwrap();
     let mine = listed.executions().iter().filter(|e| e.name().starts_with(&export_id)).count();
     assert_eq!(mine, 1, "one execution of the export");
-    let runs = runs(&api, &export_id).await;
+    let runs = api.runs(&export_id).await;
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!((runs[0]["status"].as_str(), runs[0]["attempt"].as_u64()), (Some("Completed"), Some(1)));
     let keys = list_keys(&client, &bucket).await;
@@ -100,7 +94,7 @@ async fn a_refusing_destination_fails_without_retrying_and_the_next_run_succeeds
     let fired = fire_schedules(&names, first.end, first.end + Duration::minutes(1)).await;
     let ended = wait_for_execution(&execution_of(&fired[0]).expect("an execution")).await;
     assert_eq!(ended.status(), &ExecutionStatus::Failed);
-    let failed = runs(&api, &export_id).await;
+    let failed = api.runs(&export_id).await;
     assert_eq!(failed.len(), 1);
     assert_eq!((failed[0]["status"].as_str(), failed[0]["retries"].as_u64()), (Some("Failed"), Some(0)), "no retry");
     let error = failed[0]["latest_error"].as_str().unwrap();
@@ -110,7 +104,7 @@ async fn a_refusing_destination_fails_without_retrying_and_the_next_run_succeeds
     let fired = fire_schedules(&names, second.end, second.end + Duration::minutes(1)).await;
     let ended = wait_for_execution(&execution_of(&fired[0]).expect("an execution")).await;
     assert_eq!(ended.status(), &ExecutionStatus::Succeeded, "{:?}", ended.cause());
-    let runs = runs(&api, &export_id).await;
+    let runs = api.runs(&export_id).await;
     let statuses: Vec<&str> = runs.iter().map(|r| r["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["Completed", "Failed"], "newest first");
     let keys = list_keys(&client, &bucket).await;

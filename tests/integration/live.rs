@@ -55,13 +55,6 @@ async fn fire(export_id: &str, at: DateTime<Utc>) -> String {
     output["execution_arn"].as_str().unwrap_or_else(|| panic!("no execution started: {output}")).to_string()
 }
 
-/// The export's runs, newest first, over the API.
-async fn runs(api: &Api, export_id: &str) -> Vec<Value> {
-    let (status, page) = api.call("GET", &api.path(&format!("{export_id}/runs/")), None).await;
-    assert_eq!(status, 200, "{page}");
-    page["results"].as_array().unwrap().clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schedule_firing_runs_its_interval_to_completed_by_itself() {
     let api = Api::new_team(unique_team()).await;
@@ -75,7 +68,7 @@ async fn a_schedule_firing_runs_its_interval_to_completed_by_itself() {
     let ended = wait_for_execution(&execution).await;
     assert_eq!(ended.status(), &ExecutionStatus::Succeeded, "{:?}: {:?}", ended.error(), ended.cause());
 
-    let runs = runs(&api, &export_id).await;
+    let runs = api.runs(&export_id).await;
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!((runs[0]["status"].as_str(), runs[0]["records_completed"].as_u64()), (Some("Completed"), Some(3_000)));
     let keys = list_keys(&client, &bucket).await;
@@ -100,7 +93,7 @@ async fn a_cancelled_run_stops_its_execution_and_a_retry_completes_the_interval(
     let execution = fire(&export_id, hour().end + Duration::minutes(1)).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let run = loop {
-        let runs = runs(&api, &export_id).await;
+        let runs = api.runs(&export_id).await;
         if let Some(run) = runs.iter().find(|r| r["status"] == "Running") {
             break run.clone();
         }
@@ -225,7 +218,7 @@ async fn backfills_beside_a_live_run_of_their_interval_wait_for_it_and_tell_the_
         let export_id = create_export(&api, json!({"bucket_name": bucket, "endpoint_url": proxy.url})).await;
         let scheduled = fire(&export_id, hour().end + Duration::minutes(1)).await;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !runs(&api, &export_id).await.iter().any(|r| r["status"] == "Running") {
+        while !api.runs(&export_id).await.iter().any(|r| r["status"] == "Running") {
             assert!(std::time::Instant::now() < deadline, "the scheduled run never ran");
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
@@ -233,7 +226,7 @@ async fn backfills_beside_a_live_run_of_their_interval_wait_for_it_and_tell_the_
         let (second, second_execution) = backfill(&api, &export_id, hour()).await;
         wait_for_execution(&scheduled).await;
         let ended = [wait_for_execution(&first_execution).await, wait_for_execution(&second_execution).await];
-        let runs = runs(&api, &export_id).await;
+        let runs = api.runs(&export_id).await;
         assert_eq!(runs.len(), 1, "one run of the hour: {runs:?}");
         for (backfill, execution) in [(&first, &ended[0]), (&second, &ended[1])] {
             let got = backfill_now(&api, &export_id, backfill).await;

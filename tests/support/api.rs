@@ -27,6 +27,13 @@ impl Api {
         Api { url, team, key }
     }
 
+    /// An export's runs, newest first (the first page), over the API.
+    pub async fn runs(&self, export_id: &str) -> Vec<Value> {
+        let (status, page) = self.call("GET", &self.path(&format!("{export_id}/runs/")), None).await;
+        assert_eq!(status, 200, "{page}");
+        page["results"].as_array().unwrap().clone()
+    }
+
     /// The path of this team's exports, with `rest` appended.
     pub fn path(&self, rest: &str) -> String {
         format!("/api/projects/{}/batch_exports/{rest}", self.team)
