@@ -1,26 +1,50 @@
 """A fault-injecting HTTP proxy for the tests, standing between a client and the local AWS endpoint (moto).
 
-    python3 fault_proxy.py UPSTREAM_PORT METHOD PATH_SUBSTRING COUNT [DELAY_SECONDS]
+    python3 fault_proxy.py UPSTREAM_PORT RULES_JSON
 
-Forwards every request to 127.0.0.1:UPSTREAM_PORT unchanged, except that the first COUNT requests with METHOD
-whose path contains PATH_SUBSTRING get `503 SlowDown`, as an S3 endpoint refusing requests for a moment does;
-with DELAY_SECONDS, those requests are forwarded after that delay instead (a slow endpoint).
+Forwards every request to 127.0.0.1:UPSTREAM_PORT unchanged, except those a rule matches. RULES_JSON is a list of
+rules, each with:
+  method   the request method (PUT, GET, POST, ...)
+  path     a substring of the request path and query (S3 keys, `partNumber=2`); "" matches any
+  target   a substring of the `X-Amz-Target` header (`DynamoDB_20120810.UpdateItem`); optional
+  body     a substring of the request body (`written_files`); optional
+  skip     how many matching requests pass before the rule injects its fault (default 0)
+  count    how many matching requests then get the fault (default: all of them)
+  fault    what they get:
+             slowdown  503 SlowDown, as S3 refusing requests for a moment answers
+             throttle  400 ThrottlingException, as DynamoDB throttling answers
+             denied    403 AccessDenied, as S3 answers a caller its policy refuses
+             reset     the connection reset (RST) half-way through the request body: a connection lost mid-upload
+             delay     forwarded after `seconds` (a slow endpoint)
+The first rule that matches a request decides it. `GET /__proxy__/faults` answers how many faults each rule
+injected so far (`{"injected": [n, ...]}`), so a test can wait for a fault to be under way.
 Prints the port it listens on (on 127.0.0.1), then serves until killed.
 """
 import http.client
+import json
+import socket
+import struct
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-UPSTREAM_PORT, METHOD, SUBSTRING, COUNT = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
-DELAY = float(sys.argv[5]) if len(sys.argv) > 5 else None
+UPSTREAM_PORT = int(sys.argv[1])
+RULES = json.loads(sys.argv[2])
 lock = threading.Lock()
-refused = 0
+seen = [0] * len(RULES)
+injected = [0] * len(RULES)
 
-SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
-             b'<Message>Please reduce your request rate.</Message></Error>')
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+ANSWERS = {
+    "slowdown": (503, "application/xml", b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+                 b'<Message>Please reduce your request rate.</Message></Error>'),
+    "denied": (403, "application/xml", b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+               b'<Message>Access Denied</Message></Error>'),
+    "throttle": (400, "application/x-amz-json-1.0",
+                 b'{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException",'
+                 b'"message":"Rate of requests exceeds the allowed throughput."}'),
+}
 
 
 class Proxy(BaseHTTPRequestHandler):
@@ -42,29 +66,60 @@ class Proxy(BaseHTTPRequestHandler):
                 self.rfile.readline()
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-    def refuse(self):
-        global refused
-        with lock:
-            if self.command == METHOD and SUBSTRING in self.path and refused < COUNT:
-                refused += 1
-                return True
-        return False
+    def matches(self, rule, body):
+        return (self.command == rule["method"] and rule.get("path", "") in self.path
+                and rule.get("target", "") in self.headers.get("X-Amz-Target", "")
+                and ("body" not in rule or (body is not None and rule["body"].encode() in body)))
 
-    def slow_down(self):
-        self.send_response(503)
-        self.send_header("Content-Type", "application/xml")
-        self.send_header("Content-Length", str(len(SLOW_DOWN)))
+    def fault(self, body):
+        """The fault the first matching rule injects into this request, or None."""
+        with lock:
+            for i, rule in enumerate(RULES):
+                if self.matches(rule, body):
+                    seen[i] += 1
+                    count = rule.get("count")
+                    if seen[i] > rule.get("skip", 0) and (count is None or injected[i] < count):
+                        injected[i] += 1
+                        return rule
+                    return None
+        return None
+
+    def answer(self, status, content_type, data):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(SLOW_DOWN)
+        self.wfile.write(data)
+
+    def reset(self, mid_body):
+        """Resets the connection (RST, not a clean close): half-way through the body when `mid_body`."""
+        if mid_body:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length // 2 if length else 1024)
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+        self.close_connection = True
 
     def handle_any(self):
-        body = self.body()
-        if self.refuse():
-            if DELAY is not None:
-                time.sleep(DELAY)
-            else:
-                self.slow_down()
+        if self.path == "/__proxy__/faults":
+            with lock:
+                self.answer(200, "application/json", json.dumps({"injected": injected}).encode())
+            return
+        needs_body = any("body" in rule for rule in RULES)
+        rule = None if needs_body else self.fault(None)
+        body = None
+        if rule is None or rule["fault"] != "reset":
+            body = self.body()
+            if needs_body:
+                rule = self.fault(body)
+        if rule is not None:
+            if rule["fault"] == "reset":
+                self.reset(mid_body=body is None)
                 return
+            if rule["fault"] != "delay":
+                self.answer(*ANSWERS[rule["fault"]])
+                return
+            time.sleep(rule["seconds"])
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         headers["Content-Length"] = str(len(body))
         upstream = http.client.HTTPConnection("127.0.0.1", UPSTREAM_PORT, timeout=60)

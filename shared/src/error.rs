@@ -1,9 +1,11 @@
 //! The error taxonomy of an export run.
 //!
 //! Every failure is one [`ExportError`] variant, and every variant is either retryable (the state machine's
-//! `Retry` tries the run again with backoff: timeouts, throttling, 5xx, connection resets, a lake object that
-//! changed under the run) or not (the run ends `Failed` with the message: invalid config, malformed rows, missing
-//! bucket, access denied, an unreachable custom endpoint). [`ExportError::error_type`] is the name a Lambda
+//! `Retry` tries the step again with backoff: timeouts, throttling, 5xx, connection resets) or not (the run ends
+//! `Failed` with the message: invalid config, malformed rows, missing bucket, access denied, an unreachable custom
+//! endpoint). Two retryable variants have error types of their own, because trying the same step again cannot fix
+//! them: a lake object that changed under the run (the state machine plans the run again) and a lake that kept
+//! changing through every plan (the run ends `FailedRetryable`). [`ExportError::error_type`] is the name a Lambda
 //! reports as its `errorType`, which the state machine's `Retry`/`Catch` match on.
 
 use std::fmt;
@@ -61,9 +63,14 @@ pub enum ExportError {
     #[error("{operation} on `{resource}` failed (retryable): {message}")]
     Transient { operation: &'static str, resource: String, message: String },
 
-    /// A lake object was replaced between planning and reading the run; a retry plans again.
+    /// A lake object was replaced between planning and reading the run; the state machine plans the run again.
     #[error("lake object `{key}` changed during the run")]
     LakeObjectChanged { key: String },
+
+    /// The interval's lake objects kept changing: this attempt planned the run `plans` times without reading a
+    /// plan through. A later try, once writes to the interval settle, may succeed.
+    #[error("the lake objects of the interval kept changing through {plans} plans of the run; try it again once they settle")]
+    LakeUnsettled { plans: u32 },
 
     /// A record the run needs does not exist (an export deleted before its run, say).
     #[error("{what} `{id}` does not exist")]
@@ -90,6 +97,10 @@ pub enum ExportError {
 pub const RETRYABLE_ERROR_TYPE: &str = "RetryableError";
 /// The `errorType` of failures that end the run `Failed`, matched by the state machine's `Catch`.
 pub const NON_RETRYABLE_ERROR_TYPE: &str = "NonRetryableError";
+/// The `errorType` of [`ExportError::LakeObjectChanged`]: the state machine plans the run again.
+pub const LAKE_CHANGED_ERROR_TYPE: &str = "LakeChangedError";
+/// The `errorType` of [`ExportError::LakeUnsettled`]: no step retries it, and the run ends `FailedRetryable`.
+pub const LAKE_UNSETTLED_ERROR_TYPE: &str = "LakeUnsettledError";
 
 impl ExportError {
     pub fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
@@ -119,15 +130,22 @@ impl ExportError {
 
     /// Whether trying the same run again may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ExportError::Transient { .. } | ExportError::LakeObjectChanged { .. } | ExportError::LocalIo(_))
+        matches!(
+            self,
+            ExportError::Transient { .. }
+                | ExportError::LakeObjectChanged { .. }
+                | ExportError::LakeUnsettled { .. }
+                | ExportError::LocalIo(_)
+        )
     }
 
     /// The error type a Lambda reports for this error.
     pub fn error_type(&self) -> &'static str {
-        if self.is_retryable() {
-            RETRYABLE_ERROR_TYPE
-        } else {
-            NON_RETRYABLE_ERROR_TYPE
+        match self {
+            ExportError::LakeObjectChanged { .. } => LAKE_CHANGED_ERROR_TYPE,
+            ExportError::LakeUnsettled { .. } => LAKE_UNSETTLED_ERROR_TYPE,
+            e if e.is_retryable() => RETRYABLE_ERROR_TYPE,
+            _ => NON_RETRYABLE_ERROR_TYPE,
         }
     }
 }
@@ -153,13 +171,17 @@ mod tests {
     fn classification_of_every_variant() {
         let retryable = [
             ExportError::Transient { operation: "UploadPart", resource: "b/k".into(), message: "503".into() },
-            ExportError::LakeObjectChanged { key: "k".into() },
             ExportError::LocalIo(std::io::Error::other("disk full")),
         ];
         for e in retryable {
             assert!(e.is_retryable(), "{e}");
             assert_eq!(e.error_type(), "RetryableError");
         }
+        // Retryable, but not by trying the same step again: types of their own.
+        let changed = ExportError::LakeObjectChanged { key: "k".into() };
+        assert_eq!((changed.is_retryable(), changed.error_type()), (true, "LakeChangedError"));
+        let unsettled = ExportError::LakeUnsettled { plans: 10 };
+        assert_eq!((unsettled.is_retryable(), unsettled.error_type()), (true, "LakeUnsettledError"));
         let terminal = [
             ExportError::config("bucket_name", "must not be empty"),
             ExportError::malformed("k", RowLocation::Line(3), "bad"),

@@ -92,6 +92,9 @@ pub struct Run {
     /// Step retries after retryable errors, over all attempts.
     #[serde(default)]
     pub retries: u32,
+    /// How many times this attempt planned the run (more than once when a lake object changed under a chunk).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub plans: u32,
     #[serde(default)]
     pub records_total_count: Option<u64>,
     #[serde(default)]
@@ -144,6 +147,7 @@ impl Run {
             status: RunStatus::Starting,
             attempt: 1,
             retries: 0,
+            plans: 0,
             records_total_count: None,
             records_completed: None,
             bytes_exported: None,
@@ -258,4 +262,8 @@ mod tests {
         let stale: Vec<String> = next.stale_files(&kept).into_iter().collect();
         assert_eq!(stale, ["p/a-1.jsonl", "p/a-2.jsonl", "p/a-3.jsonl", "p/a_manifest.json"]);
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -15,7 +15,8 @@ use batch_exports::{Interval, S3DestinationConfig};
 use chrono::{DateTime, Duration, Utc};
 use integration_tests::{
     assert_files_hold, execute_definition, execute_machine, function_logs, get_bytes, list_keys, local_stack,
-    new_bucket, raw_export_item, s3, secret_box, settings, Api, Execution, ExportedRow, FaultProxy, Functions, Lake,
+    new_bucket, raw_export_item, s3, secret_box, settings, Api, Execution, ExportedRow, Fault, FaultProxy, Functions,
+    Lake,
 };
 use serde_json::{json, Value};
 
@@ -336,6 +337,53 @@ async fn a_chunk_killed_mid_upload_is_retried_and_leaves_no_upload_behind() {
         open.uploads().iter().map(|u| (u.key().unwrap_or_default(), u.upload_id().unwrap_or_default())).collect();
     assert_eq!(left, [("exports/user-upload.bin", users.as_str())], "only the user's upload is still open");
     let _ = std::fs::remove_file(path);
+}
+
+/// A lake object replaced while a chunk is about to read it (late data rewriting an object of the hour): the
+/// chunk's read finds it changed (S3 answers its `If-Match` with 412), the run is planned again once every chunk
+/// of the first plan has ended, and the final files hold exactly the new lake — the new object's rows, and
+/// the later object's rows that the new one now repeats, once. The replanning counts as one retry. The proxy
+/// holds the chunk's read (the object's second GET: planning reads it first) while the test replaces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lake_object_replaced_under_a_chunk_plans_the_run_again_and_the_files_match_it() {
+    let stack = stack().await;
+    let (team, export_id) = unique_ids();
+    let mut lake = stack.seed(team, 3, 2_000).await;
+    let destination = new_bucket(&stack.s3, "run-replaced").await;
+    let mut config = S3DestinationConfig::new(&destination);
+    config.max_file_size_mb = Some(50);
+    stack.create_export(team, &export_id, config.clone()).await;
+    let proxy = FaultProxy::with(&[Fault::delay("GET", "batch-001", 4.0).after(1).times(1)]);
+    let names = ["start-run", "plan-run", "export-chunk", "write-manifest", "finish-run"];
+    let env = [("AWS_ENDPOINT_URL_S3", proxy.url.clone()), ("BATCH_EXPORT_CHUNK_MAX_ROWS", "2500".to_string())];
+    let functions = Functions::start(&names, &env);
+
+    let scheduled = hour() + Duration::hours(1) + Duration::minutes(1);
+    let input = json!({"team_id": team, "export_id": export_id, "scheduled_time": scheduled});
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../statemachines/export.asl.json");
+    let (name, port) = (format!("{export_id}-1"), functions.port());
+    let execution = tokio::spawn(async move { execute_definition(root, &name, input, Some(port)).await });
+    proxy.wait_for(0, 1).await;
+    // Replaced while chunk 1's read is held: new rows, and 100 of the next object's rows, which now come first.
+    let mut rows = SyntheticEvents::new(team as u64 + 1, team).events_between(hour(), Duration::hours(1), 1_500);
+    rows.extend(lake.objects[2].1.iter().take(100).cloned());
+    lake.add(team, hour(), "batch-001.jsonl.zst", rows).await;
+
+    let execution = execution.await.unwrap();
+    assert_eq!(execution.status, "SUCCEEDED", "{execution:?}");
+    assert!(execution.history.contains("LakeChangedError"), "chunk 1 found the object changed");
+    let run = stack.run(&export_id).await;
+    assert_eq!((run.status, run.plans, run.retries), (RunStatus::Completed, 2, 1), "planned twice, one retry");
+    let want = expected(&lake, team);
+    assert_eq!(run.records_completed, Some(want.len() as u64));
+    let keys = data_keys(&stack.s3, &destination).await;
+    let mut files = run.files.clone();
+    files.sort();
+    assert_eq!(keys, files, "the bucket holds the run's files and its manifest only");
+    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    assert_files_hold(&stack.s3, &destination, &key_refs, &config, &want).await;
+    let uploads = stack.s3.list_multipart_uploads().bucket(&destination).send().await.unwrap();
+    assert!(uploads.uploads().is_empty(), "no incomplete upload is left");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,7 @@ impl Lake {
         Lake { client: client.clone(), bucket: bucket.to_string(), objects: Vec::new() }
     }
 
+    /// Uploads `rows` as the object `name` of the team's hour (replacing an object added before under that name).
     pub async fn add(&mut self, team: i64, hour: DateTime<Utc>, name: &str, rows: Vec<EventRow>) {
         let key = lake_object_key("", team, hour, name);
         let body = if name.ends_with(".parquet") {
@@ -35,6 +36,7 @@ impl Lake {
             ndjson_bytes(&rows, None).unwrap()
         };
         put_object(&self.client, &self.bucket, &key, body).await.unwrap();
+        self.objects.retain(|(k, _)| k != &key);
         self.objects.push((key, rows));
     }
 

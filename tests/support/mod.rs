@@ -13,7 +13,7 @@ pub mod stack;
 
 pub use api::{Api, ApiInstance};
 pub use bigquery::{public_key_pem, rsa_key_pem};
-pub use fault_proxy::FaultProxy;
+pub use fault_proxy::{Fault, FaultProxy};
 pub use functions::Functions;
 pub use lake::Lake;
 pub use machine::{execute_definition, execute_machine, execution_arn, wait_for_execution, Execution};

@@ -428,10 +428,12 @@ pub fn export_view(export: &BatchExport) -> Value {
 pub fn run_view(run: &Run) -> Value {
     let mut value = serde_json::to_value(run).expect("a run serializes");
     value["id"] = Value::String(run.run_id.clone());
-    // The keys a run in flight has written so far are its own bookkeeping (see `steps::write_manifest`).
+    // The keys a run in flight has written so far (see `steps::write_manifest`) and how often it planned are its
+    // own bookkeeping.
     if let Some(fields) = value.as_object_mut() {
         fields.remove("written_files");
         fields.remove("earlier_files");
+        fields.remove("plans");
     }
     value
 }

@@ -1,13 +1,17 @@
 //! Step 2: plan the run. Lists the lake objects of the interval, finds the rows it exports (filters, repeated
 //! uuids), splits them into chunks of bounded rows and bytes, keeps each chunk's plan in the work area, and
 //! records the total on the run. A persons run is one chunk, its total the number of distinct ids changed.
+//!
+//! The state machine plans a run again when a chunk finds a lake object replaced since planning (the repeated
+//! uuids are found over the whole interval, so one changed object changes every chunk's plan): each plan counts
+//! on the run, a plan after the first as a retry, and an attempt stops after [`MAX_PLANS`] plans.
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::Services;
 use crate::engine::chunks::plan_chunks;
-use crate::error::Result;
+use crate::error::{ExportError, Result};
 use crate::model::Model;
 use crate::network::EndpointPolicy;
 use crate::runs::RunRef;
@@ -22,7 +26,18 @@ pub struct PlanOutput {
     pub destination: String,
 }
 
+/// How many times one attempt plans a run (the first plan, plans after a lake object changed under a chunk,
+/// and retries after planning failed) before it ends `FailedRetryable`.
+pub const MAX_PLANS: u32 = 10;
+
 pub async fn plan_run(services: &Services, run: RunRef) -> Result<PlanOutput> {
+    let plan = services.runs.start_plan(&run, Utc::now()).await?;
+    if plan > MAX_PLANS {
+        return Err(ExportError::LakeUnsettled { plans: plan - 1 });
+    }
+    if plan > 1 {
+        tracing::info!(run_id = %run.run_id, plan, "planning the run again");
+    }
     let export = services.export(&run, false).await?;
     let destination = export.destination.type_name().to_string();
     if export.model == Model::Persons {

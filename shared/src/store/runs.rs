@@ -218,7 +218,7 @@ impl RunStore {
             let update = Update {
                 expression: format!(
                     "SET {set} REMOVE finished_at, records_total_count, records_completed, bytes_exported, files, \
-                     manifest_key, written_files, started_chunks"
+                     manifest_key, written_files, started_chunks, plans"
                 ),
                 condition: "attempt = :seen_attempt AND #status = :seen_status".into(),
                 values,
@@ -300,6 +300,38 @@ impl RunStore {
                 )
                 .await?;
                 Ok(true)
+            }
+            Err(UpdateError::Other(e)) => Err(e),
+        }
+    }
+
+    /// Records that this attempt plans the run; returns the plan's number in the attempt (1 for the first).
+    /// Planning again — after a chunk found a lake object changed, or after planning failed — counts as one retry
+    /// of the run and forgets which chunks of the earlier plan started, so the new plan's chunks are not retries.
+    pub async fn start_plan(&self, run: &RunRef, now: DateTime<Utc>) -> Result<u32> {
+        let first = Update {
+            expression: "SET plans = :one, updated_at = :now".into(),
+            condition: "attempt = :attempt AND #status = :running AND attribute_not_exists(plans)".into(),
+            values: HashMap::from([
+                (":one".to_string(), n(1)),
+                (":now".to_string(), time(now)),
+                (":attempt".to_string(), n(run.attempt)),
+                (":running".to_string(), status(RunStatus::Running)),
+            ]),
+        };
+        match self.update(&run.export_id, run.interval.end, first).await {
+            Ok(record) => Ok(record.plans),
+            // Planned before (or the run moved on: the transition below says which).
+            Err(UpdateError::ConditionFailed) => {
+                let record = self
+                    .transition(
+                        run,
+                        "SET updated_at = :now ADD plans :one, retries :one REMOVE started_chunks",
+                        &[RunStatus::Running],
+                        [(":now", time(now)), (":one", n(1))],
+                    )
+                    .await?;
+                Ok(record.plans)
             }
             Err(UpdateError::Other(e)) => Err(e),
         }
