@@ -4,7 +4,7 @@
 
 Forwards every request to 127.0.0.1:UPSTREAM_PORT unchanged, except those a rule matches. RULES_JSON is a list of
 rules, each with:
-  method   the request method (PUT, GET, POST, ...)
+  method   the request method (PUT, GET, POST, ...); "" matches any
   path     a substring of the request path and query (S3 keys, `partNumber=2`); "" matches any
   target   a substring of the `X-Amz-Target` header (`DynamoDB_20120810.UpdateItem`); optional
   body     a substring of the request body (`written_files`); optional
@@ -17,7 +17,8 @@ rules, each with:
              reset     the connection reset (RST) half-way through the request body: a connection lost mid-upload
              delay     forwarded after `seconds` (a slow endpoint)
 The first rule that matches a request decides it. `GET /__proxy__/faults` answers how many faults each rule
-injected so far (`{"injected": [n, ...]}`), so a test can wait for a fault to be under way.
+injected so far (`{"injected": [n, ...]}`), so a test can wait for a fault to be under way; `POST /__proxy__/faults`
+with a new list of rules replaces them (`[]`: the endpoint is healthy again).
 Prints the port it listens on (on 127.0.0.1), then serves until killed.
 """
 import http.client
@@ -67,7 +68,7 @@ class Proxy(BaseHTTPRequestHandler):
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
     def matches(self, rule, body):
-        return (self.command == rule["method"] and rule.get("path", "") in self.path
+        return (rule["method"] in ("", self.command) and rule.get("path", "") in self.path
                 and rule.get("target", "") in self.headers.get("X-Amz-Target", "")
                 and ("body" not in rule or (body is not None and rule["body"].encode() in body)))
 
@@ -100,12 +101,22 @@ class Proxy(BaseHTTPRequestHandler):
         self.connection.close()
         self.close_connection = True
 
+    def control(self):
+        global RULES, seen, injected
+        with lock:
+            if self.command == "POST":
+                RULES = json.loads(self.body())
+                seen, injected = [0] * len(RULES), [0] * len(RULES)
+            answer = json.dumps({"injected": injected}).encode()
+        self.answer(200, "application/json", answer)
+
     def handle_any(self):
         if self.path == "/__proxy__/faults":
-            with lock:
-                self.answer(200, "application/json", json.dumps({"injected": injected}).encode())
+            self.control()
             return
-        needs_body = any("body" in rule for rule in RULES)
+        with lock:
+            rules = list(RULES)
+        needs_body = any("body" in rule for rule in rules)
         rule = None if needs_body else self.fault(None)
         body = None
         if rule is None or rule["fault"] != "reset":

@@ -9,7 +9,8 @@ use batch_exports::sources::synthetic::SyntheticEvents;
 use batch_exports::{Interval, S3DestinationConfig};
 use chrono::{Duration, DurationRound, Utc};
 use integration_tests::{
-    assert_files_hold, fire_schedules, list_keys, local_stack, s3, settings, wait_for_execution, Api, Lake,
+    assert_files_hold, fire_schedules, list_keys, local_stack, open_uploads, s3, settings, wait_for_execution, Api,
+    Fault, FaultProxy, Lake,
 };
 use serde_json::{json, Value};
 
@@ -28,10 +29,14 @@ async fn seed(api: &Api, client: &aws_sdk_s3::Client) -> (Lake, [Interval; 2]) {
     (lake, hours)
 }
 
-/// Creates an hourly export over the API into `bucket`, one folder per interval; returns its id.
-async fn create_export(api: &Api, bucket: &str) -> String {
-    let body = json!({"name": "faults", "interval": "hour", "destination": {"type": "S3",
-        "config": {"bucket_name": bucket, "prefix": "{year}{month}{day}{hour}/"}}});
+/// Creates an hourly export over the API into `bucket` (at `endpoint_url` if given), one folder per interval;
+/// returns its id.
+async fn create_export(api: &Api, bucket: &str, endpoint_url: Option<&str>) -> String {
+    let mut config = json!({"bucket_name": bucket, "prefix": "{year}{month}{day}{hour}/"});
+    if let Some(url) = endpoint_url {
+        config["endpoint_url"] = json!(url);
+    }
+    let body = json!({"name": "faults", "interval": "hour", "destination": {"type": "S3", "config": config}});
     let (status, created) = api.call("POST", &api.path(""), Some(body)).await;
     assert_eq!(status, 201, "{created}");
     created["id"].as_str().unwrap().to_string()
@@ -51,7 +56,7 @@ async fn a_schedule_fired_twice_and_racing_schedulers_run_the_interval_once() {
     let client = s3(&local_stack().await);
     let (lake, [hour, _]) = seed(&api, &client).await;
     let bucket = integration_tests::new_bucket(&client, "fired-twice").await;
-    let export_id = create_export(&api, &bucket).await;
+    let export_id = create_export(&api, &bucket, None).await;
     let names = [schedule_name(&export_id)];
     let window = (hour.end, hour.end + Duration::minutes(1));
 
@@ -78,17 +83,32 @@ async fn a_schedule_fired_twice_and_racing_schedulers_run_the_interval_once() {
     assert_eq!(keys.len(), 1, "{keys:?}");
     let config = S3DestinationConfig::new(&bucket);
     assert_files_hold(&client, &bucket, &[keys[0].as_str()], &config, &lake.expected(api.team, &hour, |_| true)).await;
+    assert_eq!(open_uploads(&client, &bucket).await, [], "no incomplete upload is left");
 }
 
-/// A destination that refuses us (its bucket is gone): the run fails at once, without retrying, naming the
-/// bucket; once the bucket is back, the next scheduled run succeeds with every row once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refusing_destination_fails_without_retrying_and_the_next_run_succeeds_once_it_is_back() {
+/// How a destination refuses us.
+enum Refusal {
+    /// Its bucket was deleted.
+    BucketGone,
+    /// It answers `403 AccessDenied` (a bucket policy, a revoked key), through a proxy in front of it.
+    AccessDenied,
+}
+
+/// A destination that refuses us: the run fails at once, without retrying, naming the bucket; once the bucket
+/// is back (created again, access granted again), the next scheduled run succeeds with every row once.
+async fn a_refused_run_and_the_next_one_once_the_destination_is_back(refusal: Refusal) {
     let api = Api::new_team(unique_team()).await;
     let client = s3(&local_stack().await);
     let (lake, [first, second]) = seed(&api, &client).await;
-    let bucket = format!("refusing-{}", unique_team());
-    let export_id = create_export(&api, &bucket).await;
+    let (bucket, proxy) = match refusal {
+        Refusal::BucketGone => (format!("refusing-{}", unique_team()), None),
+        Refusal::AccessDenied => {
+            let bucket = integration_tests::new_bucket(&client, "denying").await;
+            let proxy = FaultProxy::with(&[Fault::deny("", &format!("/{bucket}"))]);
+            (bucket, Some(proxy))
+        }
+    };
+    let export_id = create_export(&api, &bucket, proxy.as_ref().map(|p| p.url.as_str())).await;
     let names = [schedule_name(&export_id)];
 
     let fired = fire_schedules(&names, first.end, first.end + Duration::minutes(1)).await;
@@ -99,8 +119,15 @@ async fn a_refusing_destination_fails_without_retrying_and_the_next_run_succeeds
     assert_eq!((failed[0]["status"].as_str(), failed[0]["retries"].as_u64()), (Some("Failed"), Some(0)), "no retry");
     let error = failed[0]["latest_error"].as_str().unwrap();
     assert!(error.contains(&bucket), "names the bucket: {error}");
+    if let Some(proxy) = &proxy {
+        assert!(error.contains("access denied"), "{error}");
+        assert!(proxy.injected().await[0] >= 1);
+    }
 
-    client.create_bucket().bucket(&bucket).send().await.unwrap();
+    match &proxy {
+        None => drop(client.create_bucket().bucket(&bucket).send().await.unwrap()),
+        Some(proxy) => proxy.set(&[]).await,
+    }
     let fired = fire_schedules(&names, second.end, second.end + Duration::minutes(1)).await;
     let ended = wait_for_execution(&execution_of(&fired[0]).expect("an execution")).await;
     assert_eq!(ended.status(), &ExecutionStatus::Succeeded, "{:?}", ended.cause());
@@ -112,4 +139,15 @@ async fn a_refusing_destination_fails_without_retrying_and_the_next_run_succeeds
     let config = S3DestinationConfig::new(&bucket);
     assert_files_hold(&client, &bucket, &[keys[0].as_str()], &config, &lake.expected(api.team, &second, |_| true))
         .await;
+    assert_eq!(open_uploads(&client, &bucket).await, [], "no incomplete upload is left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_destination_bucket_fails_the_run_without_retrying_and_the_next_run_succeeds_once_it_is_back() {
+    a_refused_run_and_the_next_one_once_the_destination_is_back(Refusal::BucketGone).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_denying_access_fails_the_run_without_retrying_and_the_next_run_succeeds_once_it_allows() {
+    a_refused_run_and_the_next_one_once_the_destination_is_back(Refusal::AccessDenied).await;
 }

@@ -10,7 +10,7 @@ use batch_exports::sources::synthetic::SyntheticEvents;
 use batch_exports::{FileFormat, Interval, S3DestinationConfig};
 use chrono::{DateTime, Duration, Utc};
 use integration_tests::{
-    assert_files_hold, execution_arn, fire_schedule, list_keys, local_stack, new_bucket, s3, settings,
+    assert_files_hold, execution_arn, fire_schedule, list_keys, local_stack, new_bucket, open_uploads, s3, settings,
     wait_for_execution, Api, FaultProxy, Lake,
 };
 use serde_json::{json, Value};
@@ -209,7 +209,7 @@ async fn backfills_beside_a_live_run_of_their_interval_wait_for_it_and_tell_the_
     let client = s3(&local_stack().await);
     for bucket_exists in [false, true] {
         let api = Api::new_team(unique_team()).await;
-        seed(&api, &client, 1_000).await;
+        let lake = seed(&api, &client, 1_000).await;
         let bucket = format!("beside-{}", unique_team());
         if bucket_exists {
             client.create_bucket().bucket(&bucket).send().await.unwrap();
@@ -246,6 +246,22 @@ async fn backfills_beside_a_live_run_of_their_interval_wait_for_it_and_tell_the_
                 );
                 assert!(error.contains(&bucket), "says why: {error}");
             }
+        }
+        if bucket_exists {
+            // One writer at a time: the run's one file holds every row once, and nothing else is left.
+            let keys = list_keys(&client, &bucket).await;
+            assert_eq!(runs[0]["files"].as_array().map(Vec::len), Some(1), "{runs:?}");
+            assert_eq!(keys, [runs[0]["files"][0].as_str().unwrap()], "the bucket holds the run's file only");
+            let config = S3DestinationConfig::new(&bucket);
+            assert_files_hold(
+                &client,
+                &bucket,
+                &[keys[0].as_str()],
+                &config,
+                &lake.expected(api.team, &hour(), |_| true),
+            )
+            .await;
+            assert_eq!(open_uploads(&client, &bucket).await, [], "no incomplete upload is left");
         }
     }
 }

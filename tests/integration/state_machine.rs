@@ -15,8 +15,8 @@ use batch_exports::{Interval, S3DestinationConfig};
 use chrono::{DateTime, Duration, Utc};
 use integration_tests::{
     assert_files_hold, execute_definition, execute_machine, function_logs, get_bytes, list_keys, local_stack,
-    new_bucket, raw_export_item, s3, secret_box, settings, Api, Execution, ExportedRow, Fault, FaultProxy, Functions,
-    Lake,
+    new_bucket, open_uploads, raw_export_item, s3, secret_box, settings, Api, Execution, ExportedRow, Fault,
+    FaultProxy, Functions, Lake,
 };
 use serde_json::{json, Value};
 
@@ -241,9 +241,51 @@ async fn a_retryable_failure_of_one_chunk_is_retried_by_the_state_machine() {
     assert_eq!(keys.len(), 3, "{keys:?}");
     let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
     assert_files_hold(&stack.s3, &destination, &key_refs, &config, &expected(&lake, team)).await;
-    let uploads = stack.s3.list_multipart_uploads().bucket(&destination).send().await.unwrap();
-    assert!(uploads.uploads().is_empty(), "no incomplete upload is left");
+    assert_eq!(open_uploads(&stack.s3, &destination).await, [], "no incomplete upload is left");
     drop(proxy);
+}
+
+/// A connection reset half-way through a part's upload, and DynamoDB throttling the write that records the
+/// chunk's files, each for as long as the SDK's own retries (3 attempts, with backoff) last: each fails the chunk
+/// with a retryable error, the state machine's `Retry` runs it again, and the run completes with every row once,
+/// both retries counted on the run and no upload left open. The run's functions reach S3 and DynamoDB through
+/// the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_reset_mid_part_and_dynamodb_throttling_are_retried_and_counted() {
+    let stack = stack().await;
+    let (team, export_id) = unique_ids();
+    let lake = stack.seed(team, 2, 12_000).await;
+    let destination = new_bucket(&stack.s3, "run-reset").await;
+    let config = S3DestinationConfig::new(&destination);
+    stack.create_export(team, &export_id, config.clone()).await;
+    let proxy = FaultProxy::with(&[
+        Fault::reset("PUT", "partNumber=2").times(3),
+        Fault::throttle("UpdateItem").when_body_has("written_files").times(3),
+    ]);
+    let names = ["start-run", "plan-run", "export-chunk", "write-manifest", "finish-run"];
+    let env = [
+        ("AWS_ENDPOINT_URL_S3", proxy.url.clone()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", proxy.url.clone()),
+        ("BATCH_EXPORT_PART_SIZE_MB", "5".to_string()),
+    ];
+    let functions = Functions::start(&names, &env);
+
+    let scheduled = hour() + Duration::hours(1) + Duration::minutes(1);
+    let input = json!({"team_id": team, "export_id": export_id, "scheduled_time": scheduled});
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../statemachines/export.asl.json");
+    let execution = execute_definition(root, &format!("{export_id}-1"), input, Some(functions.port())).await;
+    assert_eq!(execution.status, "SUCCEEDED", "{execution:?}");
+    assert_eq!(proxy.injected().await, [3, 3], "each fault outlasted the SDK's own three attempts");
+    let retried = execution.retries.iter().filter(|r| r["state"] == "ExportChunk").count();
+    assert_eq!(retried, 2, "{:?}", execution.retries);
+    let run = stack.run(&export_id).await;
+    assert_eq!((run.status, run.retries), (RunStatus::Completed, 2), "both retries are counted");
+    assert_eq!(run.latest_error, None, "a completed run carries no error");
+    let keys: Vec<&str> = run.files.iter().map(String::as_str).collect();
+    assert_eq!(keys.len(), 1);
+    assert_files_hold(&stack.s3, &destination, &keys, &config, &expected(&lake, team)).await;
+    assert_eq!(list_keys(&stack.s3, &destination).await, run.files, "one file, nothing else");
+    assert_eq!(open_uploads(&stack.s3, &destination).await, [], "no incomplete upload is left");
 }
 
 /// A chunk that outlives its Task's `TimeoutSeconds` (the destination holds its upload longer) times out with
@@ -271,6 +313,7 @@ async fn a_task_that_times_out_is_retried_and_the_run_completes() {
     assert_eq!((run.status, run.retries), (RunStatus::Completed, 1), "the timed-out chunk counts as a retry");
     let keys: Vec<&str> = run.files.iter().map(String::as_str).collect();
     assert_files_hold(&stack.s3, &destination, &keys, &config, &expected(&lake, team)).await;
+    assert_eq!(open_uploads(&stack.s3, &destination).await, [], "no incomplete upload is left");
     let _ = std::fs::remove_file(path);
 }
 
@@ -332,10 +375,8 @@ async fn a_chunk_killed_mid_upload_is_retried_and_leaves_no_upload_behind() {
     assert_eq!((run.status, run.retries), (RunStatus::Completed, 1), "the crashed chunk counts as a retry");
     let keys: Vec<&str> = run.files.iter().map(String::as_str).collect();
     assert_files_hold(&stack.s3, &destination, &keys, &config, &expected(&lake, team)).await;
-    let open = stack.s3.list_multipart_uploads().bucket(&destination).send().await.unwrap();
-    let left: Vec<(&str, &str)> =
-        open.uploads().iter().map(|u| (u.key().unwrap_or_default(), u.upload_id().unwrap_or_default())).collect();
-    assert_eq!(left, [("exports/user-upload.bin", users.as_str())], "only the user's upload is still open");
+    let left = open_uploads(&stack.s3, &destination).await;
+    assert_eq!(left, [("exports/user-upload.bin".to_string(), users)], "only the user's upload is still open");
     let _ = std::fs::remove_file(path);
 }
 
@@ -382,8 +423,7 @@ async fn a_lake_object_replaced_under_a_chunk_plans_the_run_again_and_the_files_
     assert_eq!(keys, files, "the bucket holds the run's files and its manifest only");
     let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
     assert_files_hold(&stack.s3, &destination, &key_refs, &config, &want).await;
-    let uploads = stack.s3.list_multipart_uploads().bucket(&destination).send().await.unwrap();
-    assert!(uploads.uploads().is_empty(), "no incomplete upload is left");
+    assert_eq!(open_uploads(&stack.s3, &destination).await, [], "no incomplete upload is left");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@ impl Fault {
         Fault(json!({"fault": fault, "method": method, "path": path_part}))
     }
 
-    /// `503 SlowDown` for `method` requests whose path (and query) contains `path_part`.
+    /// `503 SlowDown` for `method` requests (`""`: any method) whose path (and query) contains `path_part`.
     pub fn slow_down(method: &str, path_part: &str) -> Fault {
         Fault::new("slowdown", method, path_part)
     }
@@ -99,9 +99,23 @@ impl FaultProxy {
 
     /// How many faults each rule injected so far.
     pub async fn injected(&self) -> Vec<u64> {
+        self.control(None).await
+    }
+
+    /// Replaces the rules (`&[]`: the endpoint is healthy again).
+    pub async fn set(&self, faults: &[Fault]) {
+        self.control(Some(faults.iter().map(|f| f.0.clone()).collect())).await;
+    }
+
+    /// The proxy's control endpoint: reads (and with `rules`, first replaces) the rules' counts.
+    async fn control(&self, rules: Option<Vec<Value>>) -> Vec<u64> {
         let url = format!("{}/__proxy__/faults", self.url);
         tokio::task::spawn_blocking(move || {
-            let mut response = ureq::get(&url).call().unwrap_or_else(|e| panic!("{url}: {e}"));
+            let mut response = match rules {
+                Some(rules) => ureq::post(&url).send(Value::Array(rules).to_string().as_bytes()),
+                None => ureq::get(&url).call(),
+            }
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
             let answer: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
             answer["injected"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect()
         })

@@ -19,6 +19,6 @@ pub use lake::Lake;
 pub use machine::{execute_definition, execute_machine, execution_arn, wait_for_execution, Execution};
 pub use reader::{assert_files_hold, read_exported, ExportedRow};
 pub use stack::{
-    fire_schedule, fire_schedules, function_logs, get_bytes, list_keys, local_stack, new_bucket, raw_export_item, s3,
-    secret_box, settings,
+    fire_schedule, fire_schedules, function_logs, get_bytes, list_keys, local_stack, new_bucket, open_uploads,
+    raw_export_item, s3, secret_box, settings,
 };

@@ -52,6 +52,15 @@ pub async fn list_keys(client: &aws_sdk_s3::Client, bucket: &str) -> Vec<String>
     keys
 }
 
+/// The multipart uploads open in `bucket`, as (key, upload id): an export leaves none behind.
+pub async fn open_uploads(client: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, String)> {
+    let open = client.list_multipart_uploads().bucket(bucket).send().await.expect("list multipart uploads");
+    open.uploads()
+        .iter()
+        .map(|u| (u.key().unwrap_or_default().to_string(), u.upload_id().unwrap_or_default().to_string()))
+        .collect()
+}
+
 /// Everything the functions of the local stack logged so far (localstack/lib.sh writes .local/function-*.log).
 pub fn function_logs() -> String {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../.local");
