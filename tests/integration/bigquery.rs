@@ -18,7 +18,9 @@ use batch_exports::store::{ExportStore, RunStore};
 use batch_exports::{ExportError, Interval};
 use chrono::{Duration, Utc};
 use integration_tests::bigquery::{Emulator, TokenStub};
-use integration_tests::{execute_machine, rsa_key_pem, secret_box, settings, Api};
+use integration_tests::{
+    execute_definition, execute_machine, rsa_key_pem, secret_box, settings, Api, Fault, FaultProxy, Functions,
+};
 use serde_json::json;
 
 use crate::persons::MovedIds;
@@ -375,6 +377,63 @@ async fn events_runs_go_through_the_state_machine_to_bigquery_and_a_refused_one_
             assert!(execution.retries.is_empty(), "not retried: {:?}", execution.retries);
         }
     }
+}
+
+/// A lake object replaced while the BigQuery load is about to read it: the load fails with `LakeChangedError`,
+/// the run is planned again, and the table holds exactly the new object's rows (the first load's stage table is
+/// replaced, not merged). The run's functions read the lake through a proxy that holds the load's read (the
+/// object's second GET: planning reads it first) while the test replaces the object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lake_object_replaced_under_the_load_plans_the_run_again_and_the_table_matches_it() {
+    let stub = TokenStub::start();
+    let emulator = Emulator::new();
+    let base = integration_tests::local_stack().await;
+    let s3 = integration_tests::s3(&base);
+    let team = Utc::now().timestamp_millis() % 1_000_000_000 * 100 + 95;
+    let interval = hour();
+    let mut lake = integration_tests::Lake::new(&s3, &std::env::var("BATCH_EXPORT_LAKE_BUCKET").unwrap());
+    let rows = SyntheticEvents::new(11, team).events_between(interval.start, Duration::hours(1), 1_000);
+    lake.add(team, interval.start, "replaced.jsonl.zst", rows).await;
+    let tables = settings().tables;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&base);
+    let exports = ExportStore::new(dynamodb.clone(), tables.exports, secret_box(aws_sdk_kms::Client::new(&base)));
+    let runs = RunStore::new(dynamodb, tables.runs);
+    let dataset = emulator.create_dataset().await;
+    let config = stub.config(&dataset, "exports@test-proj.iam.gserviceaccount.com", true);
+    let export = BatchExport::new(
+        format!("bq-replaced-{team}"),
+        team,
+        "to BigQuery",
+        Destination::BigQuery(config),
+        ExportInterval::Hour,
+    );
+    exports.put(&export).await.unwrap();
+    let proxy = FaultProxy::with(&[Fault::delay("GET", "replaced.jsonl.zst", 4.0).after(1).times(1)]);
+    let names = ["start-run", "plan-run", "bigquery-load", "bigquery-merge", "finish-run"];
+    let functions = Functions::start(&names, &[("AWS_ENDPOINT_URL_S3", proxy.url.clone())]);
+
+    let input = json!({"team_id": team, "export_id": export.id, "data_interval_start": interval.start,
+                       "data_interval_end": interval.end});
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../statemachines/export.asl.json");
+    let (name, port) = (export.id.clone(), functions.port());
+    let execution = tokio::spawn(async move { execute_definition(root, &name, input, Some(port)).await });
+    proxy.wait_for(0, 1).await;
+    let rows = SyntheticEvents::new(12, team).events_between(interval.start, Duration::hours(1), 700);
+    lake.add(team, interval.start, "replaced.jsonl.zst", rows).await;
+    let expected = lake.expected(team, &interval, |_| true);
+
+    let execution = execution.await.unwrap();
+    assert_eq!(execution.status, "SUCCEEDED", "{execution:?}");
+    assert!(execution.history.contains("LakeChangedError"), "the load found the object changed");
+    let run = runs.get(&export.id, interval.end).await.unwrap().unwrap();
+    assert_eq!((run.status, run.plans, run.retries), (RunStatus::Completed, 2, 1), "planned twice, one retry");
+    assert_eq!(run.records_completed, Some(expected.len() as u64));
+    let got = emulator.query(&format!("SELECT uuid FROM `test-proj.{dataset}.events` ORDER BY uuid")).await;
+    let mut uuids: Vec<&str> = expected.iter().map(|r| r.uuid.as_str()).collect();
+    uuids.sort();
+    let want: Vec<Vec<serde_json::Value>> = uuids.into_iter().map(|u| vec![json!(u)]).collect();
+    assert_eq!(got, want, "the new object's rows, once each");
+    assert_eq!(emulator.tables(&dataset).await, ["events"], "no stage table remains");
 }
 
 /// The private key never shows in an execution's history.

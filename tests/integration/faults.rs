@@ -1,7 +1,8 @@
-//! Faults on the live local stack, end to end through the real state machines: each test asserts that the final
-//! files hold every source row exactly once and that the run history tells the truth. (The other rows of the
-//! fault matrix live beside what they break: a killed chunk and a timed-out Task in `state_machine`, S3 503s in
-//! `state_machine` and `s3_export`, a replaced lake object in `s3_export`, backfills beside live runs in `live`.)
+//! Faults on the live local stack, end to end through the real state machines started by schedule firings: each
+//! test asserts that the final files hold every source row exactly once, that no multipart upload is left open
+//! and that the run history tells the truth. (The other rows of the fault matrix, README "Faults, tested end to
+//! end", live beside what they break: a killed chunk, a timed-out Task, S3 503s and resets, DynamoDB throttling and
+//! a replaced lake object in `state_machine`, backfills beside live runs in `live`.)
 
 use aws_sdk_sfn::types::ExecutionStatus;
 use batch_exports::schedules::schedule_name;
