@@ -124,6 +124,8 @@ mod tests {
         let exhausted =
             StepFailure { error: "RetryableError".into(), cause: Some("{\"errorMessage\":\"503\"}".into()) };
         assert_eq!(exhausted.status(), RunStatus::FailedRetryable);
+        let unsettled = StepFailure { error: "LakeUnsettledError".into(), cause: None };
+        assert_eq!(unsettled.status(), RunStatus::FailedRetryable, "a later retry may succeed");
         let timeout = StepFailure { error: "States.Timeout".into(), cause: None };
         assert_eq!(timeout.status(), RunStatus::TimedOut);
         assert_eq!(timeout.message(), "States.Timeout");
