@@ -9,7 +9,7 @@ use std::path::Path;
 fn layer(unit: &str) -> usize {
     match unit {
         "error" | "format" | "limits" | "network" | "aws_error" => 0,
-        "time" | "model" | "event" | "person" | "runs" | "backfills" | "batch_export" => 1,
+        "time" | "model" | "event" | "person" | "runs" | "backfills" | "batch_export" | "capture" => 1,
         "sources" => 2,
         "engine" => 3,
         "destinations" => 4,

@@ -4,7 +4,8 @@
 //!   [`network`] (where user endpoints may connect), [`aws_error`].
 //! - **Domain:** [`time`] (intervals, timestamps), [`model`] (events or persons), [`event`] (the events row),
 //!   [`person`] (the persons row and rule), [`batch_export`] (exports: model, interval, destination — the one
-//!   place that names every destination), [`runs`] (runs and what they wrote), [`backfills`].
+//!   place that names every destination), [`runs`] (runs and what they wrote), [`backfills`], [`capture`]
+//!   (PostHog's capture protocol: requests in, lake rows out).
 //! - **Sources** ([`sources`]): where rows come from — the lake (listing, passes, de-duplication, the events
 //!   and persons readers) and synthetic events.
 //! - **Engine** ([`engine`]): destination-agnostic — chunks, rows → encoded files, the sink seam it owns.
@@ -23,6 +24,7 @@ pub mod network;
 
 pub mod backfills;
 pub mod batch_export;
+pub mod capture;
 pub mod event;
 pub mod model;
 pub mod person;

@@ -16,8 +16,6 @@ use std::sync::Arc;
 
 use crate::error::{ExportError, Result};
 
-/// The setting that allows private endpoints.
-
 /// Which addresses user-given endpoints may reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct EndpointPolicy {

@@ -221,6 +221,10 @@ pub fn run_id(export_id: &str, interval_end: DateTime<Utc>) -> String {
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,8 +266,4 @@ mod tests {
         let stale: Vec<String> = next.stale_files(&kept).into_iter().collect();
         assert_eq!(stale, ["p/a-1.jsonl", "p/a-2.jsonl", "p/a-3.jsonl", "p/a_manifest.json"]);
     }
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
