@@ -8,6 +8,7 @@
 //!   two state machines (in the emulator's Step Functions, which the API starts) that the functions use (from
 //!   the same environment variables as the functions; idempotent).
 //! - `create-api-key` creates a project API key and prints it (once: only its hash is stored).
+//! - `create-project-token` prints the project token capture takes (`phc_…`), creating it on first use.
 //! - `create-export` writes an export record to the exports table.
 //! - `show-run` prints the run record of an export's interval.
 //!
@@ -105,6 +106,11 @@ enum Command {
         #[arg(long, default_value = "first key")]
         label: String,
     },
+    /// Prints the project token that PostHog's SDKs send events with (`phc_…`), creating it on first use.
+    CreateProjectToken {
+        #[arg(long)]
+        team_id: i64,
+    },
     /// Writes an export with an S3 destination to the exports table and prints it (secrets redacted).
     CreateExport {
         #[arg(long)]
@@ -156,6 +162,10 @@ async fn run(command: Command) -> Result<(), ExportError> {
             let keys = ApiKeyStore::new(dynamodb, tables.api_keys);
             let (key, _) = keys.create(team_id, &label, Utc::now()).await?;
             println!("{key}");
+        }
+        Command::CreateProjectToken { team_id } => {
+            let keys = ApiKeyStore::new(dynamodb, tables.api_keys);
+            println!("{}", keys.ensure_project_token(team_id, Utc::now()).await?);
         }
         Command::SetupLocal { statemachines } => {
             for bucket in [settings.lake_bucket()?, settings.work_bucket()?] {

@@ -9,7 +9,7 @@ use aws_sdk_scheduler::types::ScheduleState;
 use batch_exports::batch_export::Destination;
 use batch_exports::runs::{Run, RunStatus};
 use batch_exports::schedules::schedule_name;
-use batch_exports::store::{ExportStore, RunStore};
+use batch_exports::store::{ApiKeyStore, ExportStore, RunStore};
 use batch_exports::Interval;
 use chrono::{DateTime, Duration, Utc};
 use integration_tests::{
@@ -174,6 +174,29 @@ async fn an_export_may_start_in_the_past_and_end_only_in_the_future() {
     }
     let (_, unchanged) = api.call("GET", &api.path(&format!("{id}/")), None).await;
     assert_eq!(t(unchanged["end_at"].as_str().unwrap()).timestamp(), in_a_month.timestamp());
+}
+
+/// A project's token (capture's `api_token`) is created once, even by callers racing, and shown by the
+/// management API; it is refused by the management API, as a management key is refused by capture.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_token_is_shown_by_the_api_and_refused_as_a_management_key() {
+    let api = Api::new_team(unique_team()).await;
+    let (status, project) = api.call("GET", &format!("/api/projects/{}/", api.team), None).await;
+    assert_eq!((status, &project["api_token"]), (200, &Value::Null), "{project}");
+    let keys = ApiKeyStore::new(aws_sdk_dynamodb::Client::new(&local_stack().await), settings().tables.api_keys);
+    let (a, b) =
+        tokio::join!(keys.ensure_project_token(api.team, Utc::now()), keys.ensure_project_token(api.team, Utc::now()));
+    let token = a.unwrap();
+    assert_eq!(b.unwrap(), token, "one token per project");
+    assert!(token.starts_with("phc_"));
+    let (status, project) = api.call("GET", &format!("/api/projects/{}", api.team), None).await;
+    assert_eq!((status, project), (200, json!({"id": api.team, "api_token": token})));
+    assert_eq!(keys.find_project_token(&token).await.unwrap().map(|k| k.team_id), Some(api.team));
+    assert_eq!(keys.find_project_token(&api.key).await.unwrap(), None, "a management key is no project token");
+    let (status, body) = api.call_as(Some(&format!("Bearer {token}")), "GET", &api.path(""), None).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = api.call("GET", &format!("/api/projects/{}/", api.team + 1), None).await;
+    assert_eq!(status, 403, "another project's token is not shown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,10 @@ const RUNS_PAGE: i32 = 100;
 
 pub(super) async fn serve(services: &ApiServices, team_id: i64, route: Route, request: &ApiRequest) -> Answer {
     match route {
+        Route::GetProject => {
+            let token = services.api_keys.project_token(team_id).await?;
+            Ok((200, json!({"id": team_id, "api_token": token})))
+        }
         Route::ListExports => {
             let exports = services.exports.list(team_id).await?;
             Ok((200, json!({"results": exports.iter().map(export_view).collect::<Vec<_>>(), "next": null})))

@@ -6,6 +6,7 @@ use super::error::ApiError;
 
 /// Every route, as `(method, path template)`.
 pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/projects/{team_id}/"),
     ("GET", "/api/projects/{team_id}/batch_exports/"),
     ("POST", "/api/projects/{team_id}/batch_exports/"),
     ("GET", "/api/projects/{team_id}/batch_exports/{id}/"),
@@ -26,6 +27,8 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// What a request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
+    /// The project: its id and its project token (capture's `api_token`).
+    GetProject,
     ListExports,
     CreateExport,
     GetExport(String),
@@ -47,6 +50,13 @@ pub enum Route {
 pub fn route(method: &str, path: &str) -> Result<(i64, Route), ApiError> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let not_found = || ApiError::NotFound(format!("no route for {path}"));
+    if let ["api", "projects", team] = segments.as_slice() {
+        let team: i64 = team.parse().map_err(|_| not_found())?;
+        return match method {
+            "GET" => Ok((team, Route::GetProject)),
+            _ => Err(ApiError::MethodNotAllowed(method.to_string())),
+        };
+    }
     let ["api", "projects", team, "batch_exports", rest @ ..] = segments.as_slice() else { return Err(not_found()) };
     let team: i64 = team.parse().map_err(|_| not_found())?;
     // Ids are UUIDs (or names made of them): anything else cannot exist, and must not reach DynamoDB's key rules.
@@ -118,6 +128,8 @@ mod tests {
         assert_eq!(route("GET", "/api/projects/x/batch_exports/").unwrap_err().status(), 404);
         assert_eq!(route("PUT", "/api/projects/7/batch_exports/e/").unwrap_err().status(), 405);
         assert_eq!(route("GET", "/api/projects/7/batch_exports/e/pause/").unwrap_err().status(), 405);
+        assert_eq!(route("DELETE", "/api/projects/7/").unwrap_err().status(), 405);
+        assert_eq!(route("GET", "/api/projects/7").unwrap(), (7, Route::GetProject));
         // Ids that cannot exist never reach the tables.
         let long = format!("/api/projects/7/batch_exports/{}/", "x".repeat(129));
         assert_eq!(route("GET", &long).unwrap_err().status(), 404);

@@ -1,5 +1,6 @@
 //! DynamoDB stores, one per table: [`ExportStore`] (export definitions), [`RunStore`] (run history, attempts
-//! and retry state), [`BackfillStore`] (backfills and their progress) and [`ApiKeyStore`] (hashed API keys).
+//! and retry state), [`BackfillStore`] (backfills and their progress) and [`ApiKeyStore`] (hashed management API
+//! keys and the projects' tokens).
 //!
 //! Tables (their names come from `BATCH_EXPORT_EXPORTS_TABLE` and `BATCH_EXPORT_RUNS_TABLE`; `template.yaml`
 //! defines the same keys):
@@ -8,7 +9,7 @@
 //!   history is one query, newest first; global secondary index `run_id` (partition key `run_id`) finds a run by
 //!   its id.
 //! - backfills: partition key `export_id` (S), sort key `id` (S, a time-ordered UUID v7).
-//! - API keys: partition key `key_hash` (S, hex SHA-256 of the key).
+//! - API keys: partition key `key_hash` (S, hex SHA-256 of the key, or `project_token#{team_id}`).
 
 mod api_keys;
 mod backfills;
@@ -16,7 +17,7 @@ mod exports;
 mod runs;
 pub mod work;
 
-pub use self::api_keys::{hash_key, ApiKey, ApiKeyStore};
+pub use self::api_keys::{hash_key, ApiKey, ApiKeyStore, KeyKind};
 pub use self::backfills::{BackfillStore, Progress};
 pub use self::exports::{ExportStore, StoredExport};
 pub use self::runs::{Begin, RunPage, RunStore};
