@@ -15,6 +15,8 @@
 # - the EventBridge Scheduler that fires: localstack/scheduler.py on SCHEDULER_PORT (default 9057) fires the
 #   schedules stored in moto by invoking their target functions, on a clock that tests and the demo can set
 #   (`SCHEDULER_FROZEN=1`: the clock stands still and only explicit calls fire; the test suite runs it so).
+# - Lambda's SQS event source: localstack/sqs_poller.py (health on SQS_POLLER_PORT, default 9058) feeds capture's
+#   queue (in moto) to the lake-writer function in batches, deleting what it wrote.
 #
 # Starting is idempotent: a stack already running is reused, and `stack_down` only stops what this shell
 # started. Every process started is also listed in .local/stack.pids, which `stack_stop_all` (down.sh) stops.
@@ -26,11 +28,12 @@ MOTO_PORT=${MOTO_PORT:-5055}
 LAMBDA_PORT=${LAMBDA_PORT:-9055}
 SFN_PORT=${SFN_PORT:-9056}
 SCHEDULER_PORT=${SCHEDULER_PORT:-9057}
+SQS_POLLER_PORT=${SQS_POLLER_PORT:-9058}
 CRONITER_VERSION=6.0.0
 FUNCTION_INSTANCES=${FUNCTION_INSTANCES:-2}
 MOTO_VERSION=5.2.5
 CARGO_LAMBDA_VERSION=1.9.2
-STACK_FUNCTIONS="start-run plan-run export-chunk write-manifest finish-run trigger-run advance-backfill api bigquery-load bigquery-merge"
+STACK_FUNCTIONS="start-run plan-run export-chunk write-manifest finish-run trigger-run advance-backfill api bigquery-load bigquery-merge capture lake-writer"
 STACK_PIDS=()
 
 started() { # records a process this shell started
@@ -137,6 +140,9 @@ stack_env() {
   export BATCH_EXPORT_BIGQUERY_ENDPOINT=${BATCH_EXPORT_BIGQUERY_ENDPOINT:-http://127.0.0.1:${BQ_PORT:-9050}}
   # The API function's HTTP endpoint (cargo lambda's function-URL emulation).
   export BATCH_EXPORT_API_URL="http://127.0.0.1:$LAMBDA_PORT/lambda-url/api"
+  # Capture: where PostHog's SDKs send events (the SDKs' `host`), and the queue it feeds the lake writer from.
+  export BATCH_EXPORT_CAPTURE_URL="http://127.0.0.1:$LAMBDA_PORT/lambda-url/capture"
+  export BATCH_EXPORT_CAPTURE_QUEUE_URL=${BATCH_EXPORT_CAPTURE_QUEUE_URL:-http://127.0.0.1:$MOTO_PORT/123456789012/batch-export-capture}
   # The local stack's endpoints (moto, the token stub) are on 127.0.0.1: allow private endpoints here only.
   export BATCH_EXPORT_ALLOW_PRIVATE_ENDPOINTS=${BATCH_EXPORT_ALLOW_PRIVATE_ENDPOINTS:-true}
   # Small chunks, so that sample intervals go through the Map state in several chunks.
@@ -217,6 +223,24 @@ functions_up() {
   done
   echo "functions up behind http://127.0.0.1:$LAMBDA_PORT ($STACK_FUNCTIONS; $FUNCTION_INSTANCES instances each)" >&2
   scheduler_up
+  sqs_poller_up
+}
+
+sqs_poller_alive() {
+  curl -fsS "http://127.0.0.1:$SQS_POLLER_PORT/health" >/dev/null 2>&1
+}
+
+# Lambda's SQS event source for the lake writer (after the functions it invokes).
+sqs_poller_up() {
+  if sqs_poller_alive; then
+    echo "SQS poller already running on 127.0.0.1:$SQS_POLLER_PORT" >&2
+    return 0
+  fi
+  "$STACK_STATE/venv/bin/python" "$STACK_ROOT/localstack/sqs_poller.py" "$SQS_POLLER_PORT" \
+    "$BATCH_EXPORT_CAPTURE_QUEUE_URL" lake-writer >"$STACK_STATE/sqs-poller.log" 2>&1 &
+  started $!
+  wait_for sqs_poller_alive "the SQS poller" "$STACK_STATE/sqs-poller.log"
+  echo "SQS poller up: $BATCH_EXPORT_CAPTURE_QUEUE_URL → lake-writer" >&2
 }
 
 # The scheduler that fires the schedules (after the functions it invokes).

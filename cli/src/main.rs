@@ -173,6 +173,10 @@ async fn run(command: Command) -> Result<(), ExportError> {
             }
             create_tables(&dynamodb, &tables).await?;
             println!("tables {}, {}, {} and {} ready", tables.exports, tables.runs, tables.backfills, tables.api_keys);
+            if let Some(queue_url) = &settings.capture_queue_url {
+                batch_exports::ingest::queue::create_queues(&aws_sdk_sqs::Client::new(&base), queue_url).await?;
+                println!("capture queue {queue_url} ready");
+            }
             let alias = settings.kms_key_id()?;
             ensure_key_alias(&aws_sdk_kms::Client::new(&base), alias).await?;
             println!("KMS key {alias} ready");

@@ -62,8 +62,9 @@ pub struct JsonEvent<'a> {
     pub elements_chain: Option<&'a str>,
     pub timestamp: IsoMicros,
     pub created_at: Option<IsoMicros>,
-    #[serde(rename = "_inserted_at")]
-    pub inserted_at: IsoMicros,
+    /// `None` only in [`EventRow::as_queued_json`].
+    #[serde(rename = "_inserted_at", skip_serializing_if = "Option::is_none")]
+    pub inserted_at: Option<IsoMicros>,
 }
 
 impl EventRow {
@@ -75,6 +76,12 @@ impl EventRow {
     /// The lake's view of the row (with `team_id`).
     pub fn as_lake_json(&self) -> JsonEvent<'_> {
         self.as_json(true)
+    }
+
+    /// The lake's view without `_inserted_at`, which the lake writer adds when it writes the row (capture's
+    /// queue).
+    pub fn as_queued_json(&self) -> JsonEvent<'_> {
+        JsonEvent { inserted_at: None, ..self.as_json(true) }
     }
 
     fn as_json(&self, with_team: bool) -> JsonEvent<'_> {
@@ -89,7 +96,7 @@ impl EventRow {
             elements_chain: self.elements_chain.as_deref(),
             timestamp: IsoMicros(self.timestamp),
             created_at: self.created_at.map(IsoMicros),
-            inserted_at: IsoMicros(self.inserted_at),
+            inserted_at: Some(IsoMicros(self.inserted_at)),
         }
     }
 }

@@ -13,7 +13,7 @@ fn layer(unit: &str) -> usize {
         "sources" => 2,
         "engine" => 3,
         "destinations" => 4,
-        "settings" | "store" | "secrets" | "schedules" | "autopause" | "steps" | "api" | "lambda" => 5,
+        "settings" | "store" | "secrets" | "schedules" | "autopause" | "steps" | "api" | "ingest" | "lambda" => 5,
         other => panic!("`{other}` is in no layer: add it to lib.rs's module map and to this test"),
     }
 }

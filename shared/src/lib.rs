@@ -13,8 +13,8 @@
 //!   and BigQuery (config, auth, client, schema, loads).
 //! - **Orchestration:** [`settings`] (every `BATCH_EXPORT_*` variable, read once and handed to the parts),
 //!   [`store`] (one struct per table, and the run's work area), [`secrets`], [`schedules`],
-//!   [`autopause`], [`steps`] (one module per Lambda), [`api`] (the HTTP API), [`lambda`] (errors for the
-//!   runtime).
+//!   [`autopause`], [`steps`] (one module per Lambda), [`api`] (the HTTP API), [`ingest`] (capture and the
+//!   lake writer as services), [`lambda`] (errors for the runtime).
 
 pub mod aws_error;
 pub mod error;
@@ -39,6 +39,7 @@ pub mod destinations;
 
 pub mod api;
 pub mod autopause;
+pub mod ingest;
 pub mod lambda;
 pub mod schedules;
 pub mod secrets;

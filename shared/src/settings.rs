@@ -17,7 +17,7 @@ use crate::sources::lake::dedupe::DedupeSettings;
 use crate::store::Tables;
 
 /// Every variable this module reads.
-pub const VARIABLES: [&str; 27] = [
+pub const VARIABLES: [&str; 29] = [
     LAKE_BUCKET,
     LAKE_PREFIX,
     WORK_BUCKET,
@@ -45,6 +45,8 @@ pub const VARIABLES: [&str; 27] = [
     ROW_GROUP_MB,
     DEDUPE_BUFFER_ROWS,
     SPILL_DIR,
+    CAPTURE_QUEUE_URL,
+    CAPTURE_RATE_LIMIT,
 ];
 
 pub const LAKE_BUCKET: &str = "BATCH_EXPORT_LAKE_BUCKET";
@@ -74,6 +76,8 @@ pub const MAX_PARTS_IN_FLIGHT: &str = "BATCH_EXPORT_MAX_PARTS_IN_FLIGHT";
 pub const ROW_GROUP_MB: &str = "BATCH_EXPORT_ROW_GROUP_MB";
 pub const DEDUPE_BUFFER_ROWS: &str = "BATCH_EXPORT_DEDUPE_BUFFER_ROWS";
 pub const SPILL_DIR: &str = "BATCH_EXPORT_SPILL_DIR";
+pub const CAPTURE_QUEUE_URL: &str = "BATCH_EXPORT_CAPTURE_QUEUE_URL";
+pub const CAPTURE_RATE_LIMIT: &str = "BATCH_EXPORT_CAPTURE_RATE_LIMIT";
 
 /// BigQuery's REST endpoint, unless `BATCH_EXPORT_BIGQUERY_ENDPOINT` says otherwise.
 pub const DEFAULT_BIGQUERY_ENDPOINT: &str = "https://bigquery.googleapis.com";
@@ -106,6 +110,11 @@ pub struct Settings {
     pub chunk_concurrency: usize,
     pub chunks: ChunkLimits,
     pub engine: EngineSettings,
+    /// The SQS queue capture sends accepted events to (required by capture).
+    pub capture_queue_url: Option<String>,
+    /// Events per second one project token may send through one capture instance (default 20000; 0: no
+    /// limit).
+    pub capture_rate_limit: u32,
 }
 
 impl Settings {
@@ -170,6 +179,9 @@ impl Settings {
                     spill_dir: var(SPILL_DIR).map(PathBuf::from),
                 },
             },
+            capture_queue_url: var(CAPTURE_QUEUE_URL),
+            capture_rate_limit: u32::try_from(number(CAPTURE_RATE_LIMIT, 20_000)?)
+                .map_err(|_| ExportError::config(CAPTURE_RATE_LIMIT, "is too large"))?,
         };
         settings.check()?;
         Ok(settings)
@@ -189,6 +201,11 @@ impl Settings {
     /// The lake bucket, which the run steps need.
     pub fn lake_bucket(&self) -> Result<&str> {
         self.lake_bucket.as_deref().ok_or_else(|| ExportError::config(LAKE_BUCKET, "is not set"))
+    }
+
+    /// The capture queue, which capture needs.
+    pub fn capture_queue_url(&self) -> Result<&str> {
+        self.capture_queue_url.as_deref().ok_or_else(|| ExportError::config(CAPTURE_QUEUE_URL, "is not set"))
     }
 
     /// The work bucket: `BATCH_EXPORT_WORK_BUCKET`, else the lake bucket.

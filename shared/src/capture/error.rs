@@ -22,6 +22,9 @@ pub enum CaptureError {
     /// 413: the payload is over the endpoint's limit (decompressed).
     #[error("the payload is over this endpoint's limit of {limit} bytes (decompressed)")]
     TooLarge { limit: usize },
+    /// 413: one event is too large to store, even alone (over the queue's message size once compressed).
+    #[error("event {index} is too large to store: at most {limit} bytes once compressed")]
+    EventTooLarge { index: usize, limit: usize },
     /// 400: no project token in the request.
     #[error("no project token: send it as `api_key` (or `token`) in the batch, or in each event")]
     MissingToken,
@@ -54,7 +57,7 @@ impl CaptureError {
         match self {
             CaptureError::UnknownEndpoint => 404,
             CaptureError::UnknownToken => 401,
-            CaptureError::TooLarge { .. } => 413,
+            CaptureError::TooLarge { .. } | CaptureError::EventTooLarge { .. } => 413,
             CaptureError::RateLimited { .. } => 429,
             CaptureError::Unavailable(_) => 503,
             _ => 400,
@@ -65,6 +68,7 @@ impl CaptureError {
     pub fn attr(&self) -> Option<String> {
         match self {
             CaptureError::InvalidEvent { index, field, .. } => Some(format!("batch.{index}.{field}")),
+            CaptureError::EventTooLarge { index, .. } => Some(format!("batch.{index}")),
             CaptureError::InvalidToken { field, .. } => Some(field.clone()),
             CaptureError::MissingToken | CaptureError::MultipleTokens | CaptureError::UnknownToken => {
                 Some("api_key".into())
@@ -77,7 +81,9 @@ impl CaptureError {
         let (kind, code) = match self {
             CaptureError::UnknownEndpoint => ("invalid_request", "not_found"),
             CaptureError::UnknownToken => ("authentication_error", "invalid_api_key"),
-            CaptureError::TooLarge { .. } => ("invalid_request", "payload_too_large"),
+            CaptureError::TooLarge { .. } | CaptureError::EventTooLarge { .. } => {
+                ("invalid_request", "payload_too_large")
+            }
             CaptureError::RateLimited { .. } => ("throttled_error", "rate_limited"),
             CaptureError::Unavailable(_) => ("server_error", "unavailable"),
             CaptureError::InvalidEvent { .. } => ("validation_error", "invalid_event"),

@@ -74,7 +74,10 @@ pub fn json_payload<'a>(
         None => Cow::Borrowed(http.body),
     };
     let is_form = http.content_type.is_some_and(|t| t.split(';').next().unwrap_or("").trim() == FORM_CONTENT_TYPE);
-    if is_form && query.data.is_none() {
+    // A JSON (or gzip) body sent with a form content type (curl's `-d` default) is taken as it is.
+    let raw_payload = payload.starts_with(&GZIP_MAGIC)
+        || matches!(payload.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['));
+    if is_form && query.data.is_none() && !raw_payload {
         let mut data = None;
         for (key, value) in url::form_urlencoded::parse(&payload) {
             match key.as_ref() {
@@ -171,6 +174,8 @@ mod tests {
             decode("", Some("application/x-www-form-urlencoded; charset=utf-8"), form.as_bytes()).unwrap(),
             br#"{"event":"e"}"#
         );
+        // JSON sent with curl's default form content type.
+        assert_eq!(decode("", Some(FORM_CONTENT_TYPE), json).unwrap(), json);
         // GET with the payload in the query.
         assert_eq!(decode("data=%7B%22event%22%3A%22e%22%7D", None, b"").unwrap(), br#"{"event":"e"}"#);
     }
