@@ -16,6 +16,7 @@ rules, each with:
              denied    403 AccessDenied, as S3 answers a caller its policy refuses
              reset     the connection reset (RST) half-way through the request body: a connection lost mid-upload
              delay     forwarded after `seconds` (a slow endpoint)
+             lost      forwarded, then answered 500 as if it failed: the request took effect, its answer was lost
 The first rule that matches a request decides it. `GET /__proxy__/faults` answers how many faults each rule
 injected so far (`{"injected": [n, ...]}`), so a test can wait for a fault to be under way; `POST /__proxy__/faults`
 with a new list of rules replaces them (`[]`: the endpoint is healthy again).
@@ -42,6 +43,8 @@ ANSWERS = {
                  b'<Message>Please reduce your request rate.</Message></Error>'),
     "denied": (403, "application/xml", b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
                b'<Message>Access Denied</Message></Error>'),
+    "lost": (500, "application/x-amz-json-1.0",
+             b'{"__type":"InternalFailure","message":"The request processing has failed because of an unknown error."}'),
     "throttle": (400, "application/x-amz-json-1.0",
                  b'{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException",'
                  b'"message":"Rate of requests exceeds the allowed throughput."}'),
@@ -127,12 +130,16 @@ class Proxy(BaseHTTPRequestHandler):
             if rule["fault"] == "reset":
                 self.reset(mid_body=body is None)
                 return
-            if rule["fault"] != "delay":
+            if rule["fault"] not in ("delay", "lost"):
                 self.answer(*ANSWERS[rule["fault"]])
                 return
-            time.sleep(rule["seconds"])
+            if rule["fault"] == "delay":
+                time.sleep(rule["seconds"])
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         headers["Content-Length"] = str(len(body))
+        if rule is not None and rule["fault"] == "lost":
+            self.forward_and_lose(headers, body)
+            return
         upstream = http.client.HTTPConnection("127.0.0.1", UPSTREAM_PORT, timeout=60)
         upstream.request(self.command, self.path, body=body, headers=headers)
         response = upstream.getresponse()
@@ -146,6 +153,14 @@ class Proxy(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
         upstream.close()
+
+    def forward_and_lose(self, headers, body):
+        """Forwards the request, then answers 500 whatever the upstream said."""
+        upstream = http.client.HTTPConnection("127.0.0.1", UPSTREAM_PORT, timeout=60)
+        upstream.request(self.command, self.path, body=body, headers=headers)
+        upstream.getresponse().read()
+        upstream.close()
+        self.answer(*ANSWERS["lost"])
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
 

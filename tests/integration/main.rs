@@ -6,6 +6,7 @@ mod api;
 mod backfills;
 mod bad_requests;
 mod bigquery;
+mod capture;
 mod converge;
 mod faults;
 mod firing;

@@ -37,11 +37,22 @@ impl Fault {
         fault
     }
 
+    /// Forwarded, then answered `500` as if it failed: the request took effect and its answer was lost.
+    pub fn lose_answer(method: &str, path_part: &str) -> Fault {
+        Fault::new("lost", method, path_part)
+    }
+
     /// DynamoDB's `ThrottlingException` for the operation `operation` (`UpdateItem`, ...).
     pub fn throttle(operation: &str) -> Fault {
         let mut fault = Fault::new("throttle", "POST", "");
         fault.0["target"] = json!(format!("DynamoDB_20120810.{operation}"));
         fault
+    }
+
+    /// Only requests whose `X-Amz-Target` header contains `part` (`AmazonSQS.SendMessageBatch`).
+    pub fn when_target(mut self, part: &str) -> Fault {
+        self.0["target"] = json!(part);
+        self
     }
 
     /// Only requests whose body contains `part`.

@@ -1,0 +1,216 @@
+//! Events in through capture on the local stack: the capture function behind its function URL, the SQS queue in
+//! moto, the lake writer fed by the local SQS event source (localstack/sqs_poller.py), the lake, and an export of
+//! the lake through the engine. Each test uses a project of its own.
+
+use std::collections::HashMap;
+use std::time::{Duration as StdDuration, Instant};
+
+use batch_exports::destinations::s3::{destination_client, S3Target};
+use batch_exports::store::ApiKeyStore;
+use batch_exports::{export_events, EngineSettings, Interval, LakeStore, S3DestinationConfig};
+use chrono::{Duration, DurationRound, Utc};
+use integration_tests::{
+    get_bytes, list_keys, local_stack, new_bucket, read_exported, s3, settings, Api, ExportedRow, Fault, FaultProxy,
+    Functions,
+};
+use serde_json::{json, Value};
+
+use crate::api::unique_team;
+
+/// A project with its token, and a client of a capture endpoint.
+struct Project {
+    team: i64,
+    token: String,
+    capture: Api,
+}
+
+impl Project {
+    async fn new(capture_url: &str) -> Project {
+        let team = unique_team();
+        let keys = ApiKeyStore::new(aws_sdk_dynamodb::Client::new(&local_stack().await), settings().tables.api_keys);
+        let token = keys.ensure_project_token(team, Utc::now()).await.unwrap();
+        Project { team, token, capture: Api { url: capture_url.to_string(), team, key: String::new() } }
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.capture.send(None, "POST", path, Some("application/json"), body.to_string().into_bytes()).await
+    }
+
+    fn batch(&self, events: &[Value]) -> Value {
+        json!({"api_key": self.token, "batch": events})
+    }
+
+    /// The events the lake holds for the project, once there are at least `count` (waiting at most a minute).
+    async fn lake_events(&self, count: usize) -> Vec<Value> {
+        let client = s3(&local_stack().await);
+        let bucket = settings().lake_bucket.unwrap();
+        let deadline = Instant::now() + StdDuration::from_secs(60);
+        loop {
+            let mut events = Vec::new();
+            let prefix = format!("events/team_id={}/", self.team);
+            for key in list_keys(&client, &bucket).await.into_iter().filter(|k| k.starts_with(&prefix)) {
+                let text = zstd::stream::decode_all(get_bytes(&client, &bucket, &key).await.as_slice()).unwrap();
+                events.extend(
+                    text.split(|&b| b == b'\n')
+                        .filter(|l| !l.is_empty())
+                        .map(|l| serde_json::from_slice::<Value>(l).unwrap_or_else(|e| panic!("{key}: {e}"))),
+                );
+            }
+            if events.len() >= count {
+                return events;
+            }
+            assert!(Instant::now() < deadline, "the lake holds {} of {count} events after a minute", events.len());
+            tokio::time::sleep(StdDuration::from_millis(200)).await;
+        }
+    }
+
+    /// Exports the project's events of the hours around now through the engine into a new bucket, as a run of
+    /// that interval does; returns the exported rows.
+    async fn export(&self) -> Vec<ExportedRow> {
+        let base = local_stack().await;
+        let client = s3(&base);
+        let hour = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
+        let interval = Interval::new(hour - Duration::hours(1), hour + Duration::hours(2)).unwrap();
+        let lake =
+            LakeStore::S3 { client: client.clone(), bucket: settings().lake_bucket.unwrap(), prefix: String::new() };
+        let config = S3DestinationConfig::new(&new_bucket(&client, "captured").await);
+        let sink = S3Target::new(destination_client(&base, &config, settings().endpoints), &config);
+        let outcome =
+            export_events(&lake, &sink, self.team, interval, &config, &EngineSettings::default()).await.unwrap();
+        let mut rows = Vec::new();
+        for file in &outcome.files {
+            let body = get_bytes(&client, &config.bucket_name, &file.key).await;
+            rows.extend(read_exported(body, config.file_format, config.compression));
+        }
+        rows
+    }
+}
+
+/// `n` events of a few users, each with its own uuid.
+fn events(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            json!({"event": "tested", "distinct_id": format!("user-{}", i % 7), "uuid": uuid::Uuid::now_v7().to_string(),
+                   "properties": {"$lib": "tests", "n": i}})
+        })
+        .collect()
+}
+
+fn capture_url() -> String {
+    std::env::var("BATCH_EXPORT_CAPTURE_URL").expect("BATCH_EXPORT_CAPTURE_URL: run the tests with scripts/test.sh")
+}
+
+/// Each event of `sent` exported exactly once, with its properties as sent.
+fn assert_exported_once(sent: &[Value], rows: &[ExportedRow]) {
+    let mut by_uuid: HashMap<&str, usize> = HashMap::new();
+    for row in rows {
+        *by_uuid.entry(row.uuid.as_str()).or_default() += 1;
+    }
+    assert_eq!(rows.len(), sent.len(), "one row per event sent");
+    for event in sent {
+        let uuid = event["uuid"].as_str().unwrap();
+        assert_eq!(by_uuid.get(uuid), Some(&1), "{uuid} exported once");
+    }
+    let row = rows.iter().find(|r| r.uuid == sent[0]["uuid"].as_str().unwrap()).unwrap();
+    assert_eq!((row.event.as_str(), row.distinct_id.as_str()), ("tested", "user-0"));
+    assert_eq!(row.properties.as_ref().unwrap(), &sent[0]["properties"]);
+}
+
+/// Every client mistake gets its 4xx naming what is wrong, and nothing of a refused request is stored: once a
+/// good request's events are in the lake, they are the only ones there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_their_4xx_and_store_nothing() {
+    let project = Project::new(&capture_url()).await;
+    let mut management = Api::new_team(project.team).await;
+    management.url = capture_url();
+    let cases: Vec<(&str, Value, u16, Option<&str>)> = vec![
+        ("/batch/", json!({"batch": events(2)}), 400, Some("api_key")),
+        ("/batch/", json!({"api_key": management.key, "batch": events(1)}), 400, Some("api_key")),
+        ("/batch/", project.batch(&[events(1)[0].clone(), json!({"distinct_id": "d"})]), 400, Some("batch.1.event")),
+        ("/batch/", project.batch(&[json!({"event": "e"})]), 400, Some("batch.0.distinct_id")),
+        (
+            "/batch/",
+            project.batch(&[json!({"event": "e", "distinct_id": "d", "timestamp": "yesterday"})]),
+            400,
+            Some("batch.0.timestamp"),
+        ),
+        (
+            "/batch/",
+            project.batch(&[json!({"event": "e", "distinct_id": "d", "uuid": "x"})]),
+            400,
+            Some("batch.0.uuid"),
+        ),
+        ("/batch/", json!({"api_key": project.token, "batch": []}), 400, None),
+        ("/batch/", json!({"api_key": "phc_nobody", "batch": events(1)}), 401, Some("api_key")),
+        (
+            "/e/",
+            json!({"event": "e", "distinct_id": "d", "token": project.token, "properties": {"x": "y".repeat(2 << 20)}}),
+            413,
+            None,
+        ),
+        ("/decide/", json!({}), 404, None),
+    ];
+    for (path, body, status, attr) in cases {
+        let (got, answer) = project.post(path, &body).await;
+        assert_eq!(got, status, "{path}: {answer}");
+        assert_eq!(answer["attr"].as_str(), attr, "{answer}");
+        assert!(answer["detail"].as_str().is_some_and(|d| !d.is_empty()), "{answer}");
+    }
+    let (status, answer) =
+        project.capture.send(None, "POST", "/batch/", Some("application/json"), b"{\"batch\": [".to_vec()).await;
+    assert_eq!((status, answer["code"].as_str()), (400, Some("invalid_payload")), "{answer}");
+    assert!(answer["detail"].as_str().unwrap().contains("line 1"), "names where: {answer}");
+
+    let good = events(3);
+    assert_eq!(project.post("/batch/", &project.batch(&good)).await, (200, json!({"status": 1})));
+    let stored = project.lake_events(3).await;
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    assert_eq!(project.lake_events(3).await.len(), 3, "only the good request's events: {stored:?}");
+}
+
+/// A capture instance over its token's rate answers 429 and stores nothing of the request; one whose queue
+/// refuses it (SQS answering 503 past the SDK's retries) answers 503 and stores nothing; the requests that pass
+/// are stored, and exported once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_rate_limit_is_429_and_a_failing_queue_is_503() {
+    // The queue refuses the second request's sends (its three attempts).
+    let refused = Fault::slow_down("POST", "").when_target("AmazonSQS.SendMessageBatch").after(1).times(3);
+    let proxy = FaultProxy::with(&[refused]);
+    let env = [("BATCH_EXPORT_CAPTURE_RATE_LIMIT", "50".to_string()), ("AWS_ENDPOINT_URL_SQS", proxy.url.clone())];
+    let functions = Functions::start(&["capture"], &env);
+    let project = Project::new(&format!("{}/lambda-url/capture", functions.url())).await;
+
+    let first = events(40);
+    assert_eq!(project.post("/batch/", &project.batch(&first)).await.0, 200);
+    let (status, answer) = project.post("/batch/", &project.batch(&events(40))).await;
+    assert_eq!((status, answer["code"].as_str()), (429, Some("rate_limited")), "{answer}");
+    tokio::time::sleep(StdDuration::from_secs(1)).await;
+    let (status, answer) = project.post("/batch/", &project.batch(&events(40))).await;
+    assert_eq!((status, answer["code"].as_str()), (503, Some("unavailable")), "{answer}");
+    assert_eq!(proxy.injected().await, [3], "refused past the SDK's three attempts");
+    tokio::time::sleep(StdDuration::from_secs(1)).await;
+    let last = events(40);
+    assert_eq!(project.post("/batch/", &project.batch(&last)).await.0, 200);
+    let stored = project.lake_events(80).await;
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    assert_eq!(project.lake_events(80).await.len(), stored.len(), "nothing of the refused requests");
+    assert_exported_once(&[first, last].concat(), &project.export().await);
+}
+
+/// The queue takes a request's events but its answer is lost (three times: the SDK's attempts), so capture
+/// answers 503; the client sends the same batch again and gets 200. The lake then holds every event four times,
+/// and the export holds each once (de-duplicated by uuid).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_retried_after_a_503_between_the_queue_and_the_answer_is_exported_once() {
+    let proxy = FaultProxy::with(&[Fault::lose_answer("POST", "").when_target("AmazonSQS.SendMessageBatch").times(3)]);
+    let functions = Functions::start(&["capture"], &[("AWS_ENDPOINT_URL_SQS", proxy.url.clone())]);
+    let project = Project::new(&format!("{}/lambda-url/capture", functions.url())).await;
+
+    let sent = events(250);
+    let (status, answer) = project.post("/batch/", &project.batch(&sent)).await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(project.post("/batch/", &project.batch(&sent)).await, (200, json!({"status": 1})));
+    let stored = project.lake_events(4 * sent.len()).await;
+    assert_eq!(stored.len(), 4 * sent.len(), "three lost answers and the retry");
+    assert_exported_once(&sent, &project.export().await);
+}
