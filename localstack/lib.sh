@@ -17,6 +17,8 @@
 #   (`SCHEDULER_FROZEN=1`: the clock stands still and only explicit calls fire; the test suite runs it so).
 # - Lambda's SQS event source: localstack/sqs_poller.py (health on SQS_POLLER_PORT, default 9058) feeds capture's
 #   queue (in moto) to the lake-writer function in batches, deleting what it wrote.
+# - API Gateway's HTTP API in front of capture: localstack/http_api.py on CAPTURE_PORT (default 9059), where
+#   PostHog's SDKs send events (BATCH_EXPORT_CAPTURE_URL).
 #
 # Starting is idempotent: a stack already running is reused, and `stack_down` only stops what this shell
 # started. Every process started is also listed in .local/stack.pids, which `stack_stop_all` (down.sh) stops.
@@ -29,6 +31,7 @@ LAMBDA_PORT=${LAMBDA_PORT:-9055}
 SFN_PORT=${SFN_PORT:-9056}
 SCHEDULER_PORT=${SCHEDULER_PORT:-9057}
 SQS_POLLER_PORT=${SQS_POLLER_PORT:-9058}
+CAPTURE_PORT=${CAPTURE_PORT:-9059}
 CRONITER_VERSION=6.0.0
 FUNCTION_INSTANCES=${FUNCTION_INSTANCES:-2}
 MOTO_VERSION=5.2.5
@@ -98,6 +101,22 @@ bq_up() {
   echo "BigQuery emulator up on 127.0.0.1:$BQ_PORT" >&2
 }
 
+# The official PostHog SDKs the tests send events with: posthog-python in .local/sdk-venv, posthog-node in
+# tests/sdk/node_modules (run with the Node 22 of localstack/sfn).
+POSTHOG_PYTHON_VERSION=7.91.1
+sdk_install() {
+  local venv="$STACK_STATE/sdk-venv"
+  if ! "$venv/bin/python" -c "import posthog; assert posthog.VERSION == '$POSTHOG_PYTHON_VERSION'" 2>/dev/null; then
+    echo "installing posthog-python $POSTHOG_PYTHON_VERSION into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "posthog==$POSTHOG_PYTHON_VERSION"
+  fi
+  if ! [ -d "$STACK_ROOT/tests/sdk/node_modules/posthog-node" ]; then
+    echo "installing posthog-node into tests/sdk/node_modules" >&2
+    (cd "$STACK_ROOT/tests/sdk" && npm ci --no-audit --no-fund --silent)
+  fi
+}
+
 # The SAM CLI (for `sam validate --lint` in the tests, and `sam build`/`sam deploy`), in its own venv.
 SAM_VERSION=1.170.0
 sam_install() {
@@ -141,7 +160,7 @@ stack_env() {
   # The API function's HTTP endpoint (cargo lambda's function-URL emulation).
   export BATCH_EXPORT_API_URL="http://127.0.0.1:$LAMBDA_PORT/lambda-url/api"
   # Capture: where PostHog's SDKs send events (the SDKs' `host`), and the queue it feeds the lake writer from.
-  export BATCH_EXPORT_CAPTURE_URL="http://127.0.0.1:$LAMBDA_PORT/lambda-url/capture"
+  export BATCH_EXPORT_CAPTURE_URL="http://127.0.0.1:$CAPTURE_PORT"
   export BATCH_EXPORT_CAPTURE_QUEUE_URL=${BATCH_EXPORT_CAPTURE_QUEUE_URL:-http://127.0.0.1:$MOTO_PORT/123456789012/batch-export-capture}
   # The local stack's endpoints (moto, the token stub) are on 127.0.0.1: allow private endpoints here only.
   export BATCH_EXPORT_ALLOW_PRIVATE_ENDPOINTS=${BATCH_EXPORT_ALLOW_PRIVATE_ENDPOINTS:-true}
@@ -224,6 +243,24 @@ functions_up() {
   echo "functions up behind http://127.0.0.1:$LAMBDA_PORT ($STACK_FUNCTIONS; $FUNCTION_INSTANCES instances each)" >&2
   scheduler_up
   sqs_poller_up
+  capture_api_up
+}
+
+capture_api_alive() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$CAPTURE_PORT") 2>/dev/null
+}
+
+# API Gateway's HTTP API in front of the capture function.
+capture_api_up() {
+  if capture_api_alive; then
+    echo "capture's HTTP API already running on 127.0.0.1:$CAPTURE_PORT" >&2
+    return 0
+  fi
+  "$STACK_STATE/venv/bin/python" "$STACK_ROOT/localstack/http_api.py" "$CAPTURE_PORT" capture \
+    >"$STACK_STATE/capture-api.log" 2>&1 &
+  started $!
+  wait_for capture_api_alive "capture's HTTP API" "$STACK_STATE/capture-api.log"
+  echo "capture up on $BATCH_EXPORT_CAPTURE_URL (/batch/, /e/, ...)" >&2
 }
 
 sqs_poller_alive() {

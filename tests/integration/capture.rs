@@ -214,3 +214,57 @@ async fn a_batch_retried_after_a_503_between_the_queue_and_the_answer_is_exporte
     assert_eq!(stored.len(), 4 * sent.len(), "three lost answers and the retry");
     assert_exported_once(&sent, &project.export().await);
 }
+
+/// Runs an SDK's sender script (tests/sdk) against `host` with `token`; returns the uuids of the events it
+/// captured.
+async fn send_with_sdk(program: &str, script: &str, host: &str, token: &str, count: usize) -> Vec<String> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let (program, script) = (format!("{root}/{program}"), format!("{root}/tests/sdk/{script}"));
+    let args = [script.clone(), host.to_string(), token.to_string(), count.to_string()];
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&program)
+            .args(&args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e} (installed by scripts/test.sh)"))
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{script}: {}{stdout}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{script} printed {stdout}: {e}"))
+}
+
+/// The official posthog-python and posthog-node SDKs, pointed at capture with a project token, send 2,000 events
+/// each (single `capture` calls the SDKs batch to `/batch/`, gzipped) and identify ten users each: the lake
+/// then holds them, and an export of the interval holds every event exactly once, with the SDKs' own properties
+/// (`$lib`, `$lib_version`) and the person properties of the identify events intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_sdks_events_are_exported_once_each() {
+    let project = Project::new(&capture_url()).await;
+    let python =
+        send_with_sdk(".local/sdk-venv/bin/python", "send_python.py", &capture_url(), &project.token, 2_000).await;
+    let node =
+        send_with_sdk("localstack/sfn/node_modules/.bin/node", "send_node.mjs", &capture_url(), &project.token, 2_000)
+            .await;
+    let total = python.len() + node.len() + 20;
+    project.lake_events(total).await;
+    let rows = project.export().await;
+    assert_eq!(rows.len(), total, "every event once, and one person event per identified user");
+    let by_uuid: HashMap<&str, &ExportedRow> = rows.iter().map(|r| (r.uuid.as_str(), r)).collect();
+    assert_eq!(by_uuid.len(), rows.len(), "no uuid twice");
+    for (uuids, lib) in [(&python, "posthog-python"), (&node, "posthog-node")] {
+        for uuid in uuids {
+            let row = by_uuid.get(uuid.as_str()).unwrap_or_else(|| panic!("{lib}'s event {uuid} is missing"));
+            let properties = row.properties.as_ref().unwrap();
+            assert_eq!((row.event.as_str(), properties["$lib"].as_str()), ("sdk event", Some(lib)), "{properties}");
+            assert!(properties["$lib_version"].is_string(), "{properties}");
+            assert!(properties["n"].is_u64(), "{properties}");
+        }
+    }
+    let persons: Vec<&ExportedRow> = rows.iter().filter(|r| r.event != "sdk event").collect();
+    assert_eq!(persons.len(), 20, "python's $set and node's $identify events");
+    for row in persons {
+        let set = &row.properties.as_ref().unwrap()["$set"];
+        assert_eq!(set["email"].as_str(), Some(format!("{}@example.com", row.distinct_id).as_str()), "{row:?}");
+    }
+}
