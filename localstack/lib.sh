@@ -146,6 +146,7 @@ stack_env() {
   export BATCH_EXPORT_KMS_KEY_ID=${BATCH_EXPORT_KMS_KEY_ID:-alias/batch-exports}
   export BATCH_EXPORT_BACKFILLS_TABLE=${BATCH_EXPORT_BACKFILLS_TABLE:-batch-export-backfills}
   export BATCH_EXPORT_API_KEYS_TABLE=${BATCH_EXPORT_API_KEYS_TABLE:-batch-export-api-keys}
+  export BATCH_EXPORT_PERSONS_TABLE=${BATCH_EXPORT_PERSONS_TABLE:-batch-export-persons}
   export BATCH_EXPORT_SCHEDULE_GROUP=${BATCH_EXPORT_SCHEDULE_GROUP:-batch-exports}
   # The emulator's account and region: the API creates schedules targeting trigger-run and starts the backfill
   # state machine there (moto records both; the local interpreter runs state machines).

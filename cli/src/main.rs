@@ -172,7 +172,10 @@ async fn run(command: Command) -> Result<(), ExportError> {
                 make_bucket(&s3, bucket).await?;
             }
             create_tables(&dynamodb, &tables).await?;
-            println!("tables {}, {}, {} and {} ready", tables.exports, tables.runs, tables.backfills, tables.api_keys);
+            println!(
+                "tables {}, {}, {}, {} and {} ready",
+                tables.exports, tables.runs, tables.backfills, tables.api_keys, tables.persons
+            );
             if let Some(queue_url) = &settings.capture_queue_url {
                 batch_exports::ingest::queue::create_queues(&aws_sdk_sqs::Client::new(&base), queue_url).await?;
                 println!("capture queue {queue_url} ready");

@@ -17,7 +17,7 @@ use crate::sources::lake::dedupe::DedupeSettings;
 use crate::store::Tables;
 
 /// Every variable this module reads.
-pub const VARIABLES: [&str; 29] = [
+pub const VARIABLES: [&str; 30] = [
     LAKE_BUCKET,
     LAKE_PREFIX,
     WORK_BUCKET,
@@ -26,6 +26,7 @@ pub const VARIABLES: [&str; 29] = [
     RUNS_TABLE,
     BACKFILLS_TABLE,
     API_KEYS_TABLE,
+    PERSONS_TABLE,
     KMS_KEY_ID,
     SCHEDULE_GROUP,
     SCHEDULE_TARGET_ARN,
@@ -57,6 +58,7 @@ pub const EXPORTS_TABLE: &str = "BATCH_EXPORT_EXPORTS_TABLE";
 pub const RUNS_TABLE: &str = "BATCH_EXPORT_RUNS_TABLE";
 pub const BACKFILLS_TABLE: &str = "BATCH_EXPORT_BACKFILLS_TABLE";
 pub const API_KEYS_TABLE: &str = "BATCH_EXPORT_API_KEYS_TABLE";
+pub const PERSONS_TABLE: &str = "BATCH_EXPORT_PERSONS_TABLE";
 pub const KMS_KEY_ID: &str = "BATCH_EXPORT_KMS_KEY_ID";
 pub const SCHEDULE_GROUP: &str = "BATCH_EXPORT_SCHEDULE_GROUP";
 pub const SCHEDULE_TARGET_ARN: &str = "BATCH_EXPORT_SCHEDULE_TARGET_ARN";
@@ -146,6 +148,7 @@ impl Settings {
                 runs: text(RUNS_TABLE, "batch-export-runs"),
                 backfills: text(BACKFILLS_TABLE, "batch-export-backfills"),
                 api_keys: text(API_KEYS_TABLE, "batch-export-api-keys"),
+                persons: text(PERSONS_TABLE, "batch-export-persons"),
             },
             kms_key_id: var(KMS_KEY_ID),
             schedule_group: text(SCHEDULE_GROUP, "batch-exports"),

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration as StdDuration, Instant};
 
+use batch_exports::destinations::s3::persons::export_persons;
 use batch_exports::destinations::s3::{destination_client, S3Target};
 use batch_exports::store::ApiKeyStore;
 use batch_exports::{export_events, EngineSettings, Interval, LakeStore, S3DestinationConfig};
@@ -81,6 +82,43 @@ impl Project {
         for file in &outcome.files {
             let body = get_bytes(&client, &config.bucket_name, &file.key).await;
             rows.extend(read_exported(body, config.file_format, config.compression));
+        }
+        rows
+    }
+}
+
+impl Project {
+    /// The persons export once `done` holds of it (the lake writer writes person changes after the events that
+    /// made them; waiting at most a minute).
+    async fn export_persons_when(&self, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + StdDuration::from_secs(60);
+        loop {
+            let rows = self.export_persons().await;
+            if done(&rows) {
+                return rows;
+            }
+            assert!(Instant::now() < deadline, "the persons export is still {rows:?} after a minute");
+            tokio::time::sleep(StdDuration::from_millis(300)).await;
+        }
+    }
+
+    /// Exports the project's person changes of the hours around now through the engine (the persons model, as
+    /// JSON lines); returns the rows, one per distinct id.
+    async fn export_persons(&self) -> Vec<Value> {
+        let base = local_stack().await;
+        let client = s3(&base);
+        let hour = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
+        let interval = Interval::new(hour - Duration::hours(1), hour + Duration::hours(2)).unwrap();
+        let lake =
+            LakeStore::S3 { client: client.clone(), bucket: settings().lake_bucket.unwrap(), prefix: String::new() };
+        let config = S3DestinationConfig::new(&new_bucket(&client, "captured-persons").await);
+        let target = S3Target::new(destination_client(&base, &config, settings().endpoints), &config);
+        let outcome =
+            export_persons(&lake, &target, self.team, &interval, &config, &EngineSettings::default()).await.unwrap();
+        let mut rows = Vec::new();
+        for file in &outcome.files {
+            let text = String::from_utf8(get_bytes(&client, &config.bucket_name, &file.key).await).unwrap();
+            rows.extend(text.lines().map(|line| serde_json::from_str::<Value>(line).unwrap()));
         }
         rows
     }
@@ -261,10 +299,58 @@ async fn the_official_sdks_events_are_exported_once_each() {
             assert!(properties["n"].is_u64(), "{properties}");
         }
     }
-    let persons: Vec<&ExportedRow> = rows.iter().filter(|r| r.event != "sdk event").collect();
-    assert_eq!(persons.len(), 20, "python's $set and node's $identify events");
-    for row in persons {
+    let identifies: Vec<&ExportedRow> = rows.iter().filter(|r| r.event != "sdk event").collect();
+    assert_eq!(identifies.len(), 20, "python's $set and node's $identify events");
+    for row in identifies {
         let set = &row.properties.as_ref().unwrap()["$set"];
         assert_eq!(set["email"].as_str(), Some(format!("{}@example.com", row.distinct_id).as_str()), "{row:?}");
     }
+    // The persons model shows the identified users.
+    let persons = project.export_persons_when(|rows| rows.len() >= 20).await;
+    assert_eq!(persons.len(), 20, "{persons:?}");
+    for person in &persons {
+        let distinct_id = person["distinct_id"].as_str().unwrap();
+        assert_eq!(person["properties"]["email"].as_str(), Some(format!("{distinct_id}@example.com").as_str()));
+        assert!(person["person_id"].is_string(), "{person}");
+    }
+}
+
+/// Person changes from events, in the persons layout: an anonymous visitor's `$set_once`, then `$identify`
+/// joining it to a user with `$set`, then the user's top-level `$set` (a change) and the same `$set` again (none).
+/// Both distinct ids end on one person holding every property, at version 2, and the identify moved nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_and_identify_make_person_changes_with_increasing_versions() {
+    let project = Project::new(&capture_url()).await;
+    let batches = [
+        vec![
+            json!({"event": "$pageview", "distinct_id": "anon-1", "properties": {"$set_once": {"first_seen": "home"}}}),
+        ],
+        vec![json!({"event": "$identify", "distinct_id": "user-1",
+                    "properties": {"$anon_distinct_id": "anon-1", "$set": {"email": "user-1@example.com"}}})],
+        vec![
+            json!({"event": "upgraded", "distinct_id": "user-1", "$set": {"plan": "pro"}}),
+            json!({"event": "upgraded again", "distinct_id": "user-1", "properties": {"$set": {"plan": "pro"}}}),
+        ],
+    ];
+    let mut sent = 0;
+    // One batch at a time: the writer applies person updates in the order it sees them.
+    for batch in &batches {
+        assert_eq!(project.post("/batch/", &project.batch(batch)).await.0, 200);
+        sent += batch.len();
+        project.lake_events(sent).await;
+    }
+    let persons = project
+        .export_persons_when(|rows| rows.iter().any(|p| p["distinct_id"] == "user-1" && p["person_version"] == 2))
+        .await;
+    let by_id: HashMap<&str, &Value> = persons.iter().map(|p| (p["distinct_id"].as_str().unwrap(), p)).collect();
+    assert_eq!(by_id.len(), 2, "{persons:?}");
+    let (anon, user) = (by_id["anon-1"], by_id["user-1"]);
+    assert_eq!(anon["person_id"], user["person_id"], "one person");
+    let want = json!({"first_seen": "home", "email": "user-1@example.com", "plan": "pro"});
+    assert_eq!((&user["properties"], user["person_version"].as_i64()), (&want, Some(2)), "{user}");
+    assert_eq!(&anon["properties"], &want, "the anonymous id takes its person's latest properties");
+    assert_eq!(
+        (anon["person_distinct_id_version"].as_i64(), user["person_distinct_id_version"].as_i64()),
+        (Some(0), Some(0))
+    );
 }

@@ -46,9 +46,10 @@ async fn the_templates_tables_are_the_ones_setup_local_creates() {
     let tables = settings().tables;
     let dynamodb = aws_sdk_dynamodb::Client::new(&local_stack().await);
     let declared = of_type(resources, "AWS::DynamoDB::Table");
-    let ids = ["ExportsTable", "RunsTable", "BackfillsTable", "ApiKeysTable"];
+    let ids = ["ExportsTable", "RunsTable", "BackfillsTable", "ApiKeysTable", "PersonsTable"];
     assert_eq!(declared, ids.iter().map(|s| s.to_string()).collect(), "the template's tables");
-    for (id, name) in ids.iter().zip([&tables.exports, &tables.runs, &tables.backfills, &tables.api_keys]) {
+    let names = [&tables.exports, &tables.runs, &tables.backfills, &tables.api_keys, &tables.persons];
+    for (id, name) in ids.iter().zip(names) {
         let props = &resources[*id]["Properties"];
         let local = dynamodb.describe_table().table_name(name).send().await.unwrap().table.unwrap();
         assert_eq!(pairs(&props["KeySchema"], "KeyType"), key_pairs(local.key_schema()), "{id}: key schema");

@@ -5,6 +5,10 @@
 //! lake from `_inserted_at` on (give or take the `PutObject`), so a run that starts after its interval ended
 //! sees every event stamped inside it.
 //!
+//! Then it applies the batch's person-affecting events in order ([`super::persons`]) and writes the latest person
+//! change of each distinct id they touched as one object of the persons layout,
+//! `{lake prefix}persons/team_id={team}/date={D}/hour={H}/capture-{batch}.jsonl.zst`.
+//!
 //! The object's name is a hash of the batch's message ids: a batch delivered again (the function failed after
 //! the write) overwrites its own object. Messages of a team whose write failed are reported as the batch's
 //! failures (`ReportBatchItemFailures`), so SQS delivers only them again; after the queue's `maxReceiveCount`
@@ -17,11 +21,15 @@ use chrono::{DateTime, DurationRound, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::persons::{apply, person_update};
 use super::queue;
 use crate::destinations::s3::lake_client;
-use crate::error::Result;
+use crate::error::{InternalContext, Result};
+use crate::person::PersonChange;
 use crate::settings::Settings;
+use crate::sources::lake::table_partition_prefix;
 use crate::sources::lake::writer::{lake_object_key, put_object};
+use crate::store::PersonStore;
 use crate::time::IsoMicros;
 
 /// What the SQS event source hands the function (the fields the writer reads).
@@ -61,12 +69,13 @@ pub struct BatchItemFailure {
     pub item_identifier: String,
 }
 
-/// Where the writer writes: the lake.
+/// Where the writer writes: the lake, and the persons state of person processing.
 #[derive(Debug, Clone)]
 pub struct LakeTarget {
     pub client: aws_sdk_s3::Client,
     pub bucket: String,
     pub prefix: String,
+    pub persons: PersonStore,
 }
 
 impl LakeTarget {
@@ -79,6 +88,7 @@ impl LakeTarget {
             client: lake_client(&aws),
             bucket: settings.lake_bucket()?.to_string(),
             prefix: settings.lake_prefix.clone(),
+            persons: PersonStore::new(aws_sdk_dynamodb::Client::new(&aws), settings.tables.persons.clone()),
         })
     }
 }
@@ -98,11 +108,10 @@ pub async fn write_batch(lake: &LakeTarget, event: &SqsEvent, now: DateTime<Utc>
             }
         }
     }
-    let hour = now.duration_trunc(chrono::Duration::hours(1)).expect("an hour");
     let stamp = IsoMicros(now.timestamp_micros()).to_string();
     for (team, messages) in teams {
         let ids: Vec<&str> = messages.iter().map(|(id, _)| *id).collect();
-        let written = write_team(lake, team, hour, &stamp, &messages).await;
+        let written = write_team(lake, team, now, &stamp, &messages).await;
         match written {
             Ok(events) => tracing::info!(team_id = team, messages = ids.len(), events, "wrote to the lake"),
             Err(e) => {
@@ -120,10 +129,11 @@ pub async fn write_batch(lake: &LakeTarget, event: &SqsEvent, now: DateTime<Utc>
 async fn write_team(
     lake: &LakeTarget,
     team: i64,
-    hour: DateTime<Utc>,
+    now: DateTime<Utc>,
     stamp: &str,
     messages: &[(&str, Vec<u8>)],
 ) -> Result<usize> {
+    let hour = now.duration_trunc(chrono::Duration::hours(1)).expect("an hour");
     let mut stamped = Vec::with_capacity(messages.iter().map(|(_, lines)| lines.len() + lines.len() / 20).sum());
     let mut events = 0;
     for (_, lines) in messages {
@@ -135,6 +145,24 @@ async fn write_team(
     let key = lake_object_key(&lake.prefix, team, hour, &format!("capture-{digest}.jsonl.zst"));
     let body = zstd::bulk::compress(&stamped, 3)?;
     put_object(&lake.client, &lake.bucket, &key, body).await?;
+    // Then the persons: each person-affecting event in order, and the latest change of each distinct id touched.
+    let mut changes: BTreeMap<String, PersonChange> = BTreeMap::new();
+    for line in stamped.split(|&b| b == b'\n') {
+        if let Some(update) = person_update(line) {
+            for change in apply(&lake.persons, team, &update, now).await? {
+                changes.insert(change.distinct_id.clone(), change);
+            }
+        }
+    }
+    if !changes.is_empty() {
+        let mut lines = Vec::new();
+        for change in changes.values() {
+            serde_json::to_writer(&mut lines, change).internal("a person change")?;
+            lines.push(b'\n');
+        }
+        let key = format!("{}capture-{digest}.jsonl.zst", table_partition_prefix(&lake.prefix, "persons", team, hour));
+        put_object(&lake.client, &lake.bucket, &key, zstd::bulk::compress(&lines, 3)?).await?;
+    }
     Ok(events)
 }
 

@@ -1,6 +1,6 @@
 //! Events in, as a service: the `capture` function answers PostHog's SDKs ([`handle_capture`]) and sends what it
 //! accepts to a queue ([`queue`]); the `lake-writer` function, fed by the queue, writes the events into the lake
-//! ([`lake_writer`]), where the export runs find them.
+//! ([`lake_writer`]), where the export runs find them, and the person changes they make ([`persons`]).
 //!
 //! A capture request is read whole by [`crate::capture`], its project token resolved to a team ([`tokens`]),
 //! held to the token's rate ([`rate`]), and answered 200 only once every message of it is in the queue (SQS
@@ -9,6 +9,7 @@
 //! and the runs' de-duplication by uuid exports each event once.
 
 pub mod lake_writer;
+pub mod persons;
 pub mod queue;
 pub mod rate;
 pub mod tokens;

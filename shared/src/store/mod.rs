@@ -10,16 +10,20 @@
 //!   its id.
 //! - backfills: partition key `export_id` (S), sort key `id` (S, a time-ordered UUID v7).
 //! - API keys: partition key `key_hash` (S, hex SHA-256 of the key, or `project_token#{team_id}`).
+//! - persons: partition key `key` (S): `{team_id}#d#{distinct_id}` (the person a distinct id maps to) and
+//!   `{team_id}#p#{person_id}` (a person's properties): the state capture's person processing keeps.
 
 mod api_keys;
 mod backfills;
 mod exports;
+mod persons;
 mod runs;
 pub mod work;
 
 pub use self::api_keys::{hash_key, ApiKey, ApiKeyStore, KeyKind};
 pub use self::backfills::{BackfillStore, Progress};
 pub use self::exports::{ExportStore, StoredExport};
+pub use self::persons::{DistinctIdState, PersonState, PersonStore};
 pub use self::runs::{Begin, RunPage, RunStore};
 pub use self::work::WorkStore;
 
@@ -41,6 +45,7 @@ pub struct Tables {
     pub runs: String,
     pub backfills: String,
     pub api_keys: String,
+    pub persons: String,
 }
 
 fn key(name: &str, key_type: KeyType) -> KeySchemaElement {
@@ -91,9 +96,19 @@ pub async fn create_tables(client: &aws_sdk_dynamodb::Client, tables: &Tables) -
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(attribute("key_hash", ScalarAttributeType::S))
         .key_schema(key("key_hash", KeyType::Hash));
-    for (name, request) in
-        [(&tables.exports, exports), (&tables.runs, runs), (&tables.backfills, backfills), (&tables.api_keys, api_keys)]
-    {
+    let persons = client
+        .create_table()
+        .table_name(&tables.persons)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("key", ScalarAttributeType::S))
+        .key_schema(key("key", KeyType::Hash));
+    for (name, request) in [
+        (&tables.exports, exports),
+        (&tables.runs, runs),
+        (&tables.backfills, backfills),
+        (&tables.api_keys, api_keys),
+        (&tables.persons, persons),
+    ] {
         match request.send().await {
             Ok(_) => {}
             Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {}
