@@ -10,8 +10,12 @@
 //!
 //! Flags: `--events N` (events per measurement, default 1000000).
 
+mod common;
+
+use common::Counter;
+
 use std::hint::black_box;
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::time::Instant;
 
 use batch_exports::capture::{capture, CaptureHttp};
@@ -22,20 +26,6 @@ use serde_json::{json, Value};
 
 const EVENTS_PER_BODY: usize = 100;
 const BODIES: usize = 200;
-
-/// Counts bytes and keeps none.
-#[derive(Default)]
-struct Counter(u64);
-
-impl Write for Counter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0 += buf.len() as u64;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// `BODIES` distinct `/batch/` bodies of `EVENTS_PER_BODY` synthetic events, as posthog-python sends them.
 fn bodies() -> Vec<Vec<u8>> {

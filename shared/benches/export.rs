@@ -11,6 +11,10 @@
 //!
 //! Flags: `--events N` (default 1000000), `--skip-encode`, `--skip-memory`, `--lake-dir DIR`, `--memory-events A,B` (default 2000000,4000000).
 
+mod common;
+
+use common::Counter;
+
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -33,20 +37,6 @@ use chrono::{DateTime, Duration, Utc};
 
 const BATCH: usize = 8192;
 const MB: f64 = 1_000_000.0;
-
-/// Counts bytes and keeps none.
-#[derive(Default)]
-struct Counter(u64);
-
-impl Write for Counter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0 += buf.len() as u64;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 fn hour() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2024-05-01T10:00:00Z").unwrap().to_utc()

@@ -68,16 +68,9 @@ impl Project {
     /// Exports the project's events of the hours around now through the engine into a new bucket, as a run of
     /// that interval does; returns the exported rows.
     async fn export(&self) -> Vec<ExportedRow> {
-        let base = local_stack().await;
-        let client = s3(&base);
-        let hour = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
-        let interval = Interval::new(hour - Duration::hours(1), hour + Duration::hours(2)).unwrap();
-        let lake =
-            LakeStore::S3 { client: client.clone(), bucket: settings().lake_bucket.unwrap(), prefix: String::new() };
-        let config = S3DestinationConfig::new(&new_bucket(&client, "captured").await);
-        let sink = S3Target::new(destination_client(&base, &config, settings().endpoints), &config);
-        let outcome =
-            export_events(&lake, &sink, self.team, interval, &config, &EngineSettings::default()).await.unwrap();
+        let (client, lake, interval, config, target) = export_setup("captured").await;
+        let settings = EngineSettings::default();
+        let outcome = export_events(&lake, &target, self.team, interval, &config, &settings).await.unwrap();
         let mut rows = Vec::new();
         for file in &outcome.files {
             let body = get_bytes(&client, &config.bucket_name, &file.key).await;
@@ -85,9 +78,7 @@ impl Project {
         }
         rows
     }
-}
 
-impl Project {
     /// The persons export once `done` holds of it (the lake writer writes person changes after the events that
     /// made them; waiting at most a minute).
     async fn export_persons_when(&self, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
@@ -105,16 +96,9 @@ impl Project {
     /// Exports the project's person changes of the hours around now through the engine (the persons model, as
     /// JSON lines); returns the rows, one per distinct id.
     async fn export_persons(&self) -> Vec<Value> {
-        let base = local_stack().await;
-        let client = s3(&base);
-        let hour = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
-        let interval = Interval::new(hour - Duration::hours(1), hour + Duration::hours(2)).unwrap();
-        let lake =
-            LakeStore::S3 { client: client.clone(), bucket: settings().lake_bucket.unwrap(), prefix: String::new() };
-        let config = S3DestinationConfig::new(&new_bucket(&client, "captured-persons").await);
-        let target = S3Target::new(destination_client(&base, &config, settings().endpoints), &config);
-        let outcome =
-            export_persons(&lake, &target, self.team, &interval, &config, &EngineSettings::default()).await.unwrap();
+        let (client, lake, interval, config, target) = export_setup("captured-persons").await;
+        let settings = EngineSettings::default();
+        let outcome = export_persons(&lake, &target, self.team, &interval, &config, &settings).await.unwrap();
         let mut rows = Vec::new();
         for file in &outcome.files {
             let text = String::from_utf8(get_bytes(&client, &config.bucket_name, &file.key).await).unwrap();
@@ -122,6 +106,20 @@ impl Project {
         }
         rows
     }
+}
+
+/// What an export of the hours around now needs: the S3 client, the lake, the interval (the hour before, this
+/// one and the next, so that a write near an hour's end is not missed), a new destination bucket's config and
+/// its sink.
+async fn export_setup(bucket: &str) -> (aws_sdk_s3::Client, LakeStore, Interval, S3DestinationConfig, S3Target) {
+    let base = local_stack().await;
+    let client = s3(&base);
+    let hour = Utc::now().duration_trunc(Duration::hours(1)).unwrap();
+    let interval = Interval::new(hour - Duration::hours(1), hour + Duration::hours(2)).unwrap();
+    let lake = LakeStore::S3 { client: client.clone(), bucket: settings().lake_bucket.unwrap(), prefix: String::new() };
+    let config = S3DestinationConfig::new(&new_bucket(&client, bucket).await);
+    let target = S3Target::new(destination_client(&base, &config, settings().endpoints), &config);
+    (client, lake, interval, config, target)
 }
 
 /// `n` events of a few users, each with its own uuid.
