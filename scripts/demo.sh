@@ -4,12 +4,14 @@
 # two hours of sample events into the lake bucket, creates an export over the API (Parquet + zstd, split at
 # 2 MiB), lets its schedule fire on the local scheduler's clock (the export state machine then runs the later hour
 # by itself), creates a backfill of the earlier hour (which also runs by itself), prints the backfill, the runs
-# and the keys written, and stops the stack it started.
+# and the keys written. Then events in: posthog-python sends events to capture, the lake writer writes them into
+# this hour's partition, and the engine exports the hour so far. Stops the stack it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source localstack/lib.sh
 trap stack_down EXIT
 stack_install
+sdk_install
 cargo build --quiet --locked --workspace --bins
 stack_up
 functions_up
@@ -68,3 +70,18 @@ echo "the runs (GET $api/$export_id/runs/):"
 call "$api/$export_id/runs/" | python3 -m json.tool
 echo "the destination bucket now holds:"
 $cli list exports
+# Events in: the official posthog-python SDK sends events to capture with project 2's token; the lake writer
+# (fed by the queue) writes them, and the person changes of the identified users, into this hour's partitions.
+token=$($cli create-project-token --team-id 2)
+echo "capture ($BATCH_EXPORT_CAPTURE_URL): posthog-python sends 500 events and identifies 10 users of project 2"
+"$STACK_STATE/sdk-venv/bin/python" tests/sdk/send_python.py "$BATCH_EXPORT_CAPTURE_URL" "$token" 500 >/dev/null
+for _ in $(seq 1 60); do
+  $cli list "$BATCH_EXPORT_LAKE_BUCKET" | grep -q "persons/team_id=2/" && break
+  sleep 1
+done
+echo "the lake writer wrote:"
+$cli list "$BATCH_EXPORT_LAKE_BUCKET" | grep "team_id=2/"
+now_hour=$(date -u +%Y-%m-%dT%H:00:00Z)
+echo "the hour so far, exported from the lake by the engine the runs use:"
+$cli export --lake-bucket "$BATCH_EXPORT_LAKE_BUCKET" --team-id 2 --start "$now_hour" \
+  --end "$(date -u -d "$now_hour + 1 hour" +%Y-%m-%dT%H:%M:%SZ)" --config '{"bucket_name": "exports", "prefix": "captured/"}'
