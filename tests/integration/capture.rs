@@ -212,24 +212,26 @@ async fn over_the_rate_limit_is_429_and_a_failing_queue_is_503() {
     // The queue refuses the second request's sends (its three attempts).
     let refused = Fault::slow_down("POST", "").when_target("AmazonSQS.SendMessageBatch").after(1).times(3);
     let proxy = FaultProxy::with(&[refused]);
-    let env = [("BATCH_EXPORT_CAPTURE_RATE_LIMIT", "50".to_string()), ("AWS_ENDPOINT_URL_SQS", proxy.url.clone())];
+    let env = [("BATCH_EXPORT_CAPTURE_RATE_LIMIT", "10".to_string()), ("AWS_ENDPOINT_URL_SQS", proxy.url.clone())];
     let functions = Functions::start(&["capture"], &env);
     let project = Project::new(&format!("{}/lambda-url/capture", functions.url())).await;
 
-    let first = events(40);
+    // Ten events a second: the first request empties the bucket, and the second, sent right after it, would need
+    // a second of refill.
+    let first = events(10);
     assert_eq!(project.post("/batch/", &project.batch(&first)).await.0, 200);
-    let (status, answer) = project.post("/batch/", &project.batch(&events(40))).await;
+    let (status, answer) = project.post("/batch/", &project.batch(&events(10))).await;
     assert_eq!((status, answer["code"].as_str()), (429, Some("rate_limited")), "{answer}");
-    tokio::time::sleep(StdDuration::from_secs(1)).await;
-    let (status, answer) = project.post("/batch/", &project.batch(&events(40))).await;
+    tokio::time::sleep(StdDuration::from_millis(1100)).await;
+    let (status, answer) = project.post("/batch/", &project.batch(&events(10))).await;
     assert_eq!((status, answer["code"].as_str()), (503, Some("unavailable")), "{answer}");
     assert_eq!(proxy.injected().await, [3], "refused past the SDK's three attempts");
-    tokio::time::sleep(StdDuration::from_secs(1)).await;
-    let last = events(40);
+    tokio::time::sleep(StdDuration::from_millis(1100)).await;
+    let last = events(10);
     assert_eq!(project.post("/batch/", &project.batch(&last)).await.0, 200);
-    let stored = project.lake_events(80).await;
+    let stored = project.lake_events(20).await;
     tokio::time::sleep(StdDuration::from_secs(2)).await;
-    assert_eq!(project.lake_events(80).await.len(), stored.len(), "nothing of the refused requests");
+    assert_eq!(project.lake_events(20).await.len(), stored.len(), "nothing of the refused requests");
     assert_exported_once(&[first, last].concat(), &project.export().await);
 }
 
