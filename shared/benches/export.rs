@@ -9,7 +9,11 @@
 //!    exported as Parquet + zstd to a discarding sink, in a fresh child process, best of two.
 //! 3. Memory: peak RSS (VmHWM) of a child process exporting 2M and 4M lake events the same way.
 //!
-//! Flags: `--events N` (default 1000000), `--skip-encode`, `--skip-memory`, `--lake-dir DIR`, `--memory-events A,B` (default 2000000,4000000).
+//! 4. With `--peer PYTHON` (a Python with duckdb 2.0.1; this replaces 2 and 3): the lake export beside DuckDB on
+//!    one thread doing the same work on the same files (`benches/duckdb_peer.py`), for Parquet + zstd and
+//!    JSONLines + gzip, interleaved, with the engine's encode-only rate of the same rows.
+//!
+//! Flags: `--events N` (default 1000000), `--skip-encode`, `--skip-memory`, `--lake-dir DIR`, `--memory-events A,B` (default 2000000,4000000), `--peer PYTHON`.
 
 mod common;
 
@@ -115,21 +119,19 @@ fn label(format: FileFormat, compression: Option<Compression>) -> String {
 }
 
 /// Writes `n` events into one hour partition of a local lake as NDJSON + zstd, 100k per object.
-fn write_lake(dir: &Path, n: usize) {
-    let mut gen = SyntheticEvents::new(99, 1);
-    let per_object = 100_000;
-    let step = 3_600_000_000i64 / n as i64;
-    let mut written = 0;
+/// Writes `rows` as a lake of NDJSON + zstd objects of 100k events each (streaming: the rows need not be in
+/// memory).
+fn write_lake(dir: &Path, rows: impl Iterator<Item = EventRow>) {
+    let mut rows = rows.peekable();
     let mut object = 0;
-    while written < n {
-        let count = per_object.min(n - written);
+    while rows.peek().is_some() {
         let key = lake_object_key("", 1, hour(), &format!("part-{object:05}.jsonl.zst"));
         let path = dir.join(&key);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let mut out = zstd::Encoder::new(io::BufWriter::new(std::fs::File::create(&path).unwrap()), 3).unwrap();
         let mut batch = Vec::with_capacity(BATCH);
-        for i in written..written + count {
-            batch.push(gen.event(hour() + Duration::microseconds(step * i as i64)));
+        for row in rows.by_ref().take(100_000) {
+            batch.push(row);
             if batch.len() == BATCH {
                 write_ndjson(&mut out, &batch).unwrap();
                 batch.clear();
@@ -137,14 +139,29 @@ fn write_lake(dir: &Path, n: usize) {
         }
         write_ndjson(&mut out, &batch).unwrap();
         out.finish().unwrap().flush().unwrap();
-        written += count;
         object += 1;
     }
 }
 
+/// `n` synthetic events spread over the benchmark's hour, generated as they are written.
+fn generated(n: usize) -> impl Iterator<Item = EventRow> {
+    let mut gen = SyntheticEvents::new(99, 1);
+    let step = 3_600_000_000i64 / n as i64;
+    (0..n).map(move |i| gen.event(hour() + Duration::microseconds(step * i as i64)))
+}
+
 fn export_lake(rt: &tokio::runtime::Runtime, dir: &Path) -> (u64, u64) {
+    export_lake_as(rt, dir, FileFormat::Parquet, Some(Compression::Zstd))
+}
+
+fn export_lake_as(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    format: FileFormat,
+    compression: Option<Compression>,
+) -> (u64, u64) {
     let lake = LakeStore::Local { root: dir.to_path_buf() };
-    let config = config(FileFormat::Parquet, Some(Compression::Zstd));
+    let config = config(format, compression);
     let outcome =
         rt.block_on(export_events(&lake, &DiscardSink, 1, interval(), &config, &EngineSettings::default())).unwrap();
     (outcome.records, outcome.bytes)
@@ -197,6 +214,13 @@ fn main() {
         println!("{records} {bytes} {plan_secs} {}", t.elapsed().as_secs_f64());
         return;
     }
+    if let Some(dir) = flag("--export-child") {
+        let (format, compression) = peer_output(&flag("--output").unwrap());
+        let t = Instant::now();
+        let (records, _) = export_lake_as(&rt, Path::new(&dir), format, compression);
+        println!("{records} {}", t.elapsed().as_secs_f64());
+        return;
+    }
     if let Some(dir) = flag("--memory-child") {
         let (records, bytes) = export_lake(&rt, Path::new(&dir));
         println!("{records} {bytes} {:.1}", peak_rss_mib());
@@ -220,7 +244,11 @@ fn main() {
     // `--lake-dir DIR` keeps the lake between runs (written if DIR does not exist), for profiling.
     let lake_dir = flag("--lake-dir").map(PathBuf::from).unwrap_or_else(|| tmp.path().join("lake-1"));
     if !lake_dir.exists() {
-        write_lake(&lake_dir, events);
+        write_lake(&lake_dir, rows.iter().cloned());
+    }
+    if let Some(python) = flag("--peer") {
+        peer_table(&rt, rows, &lake_dir, &python);
+        return;
     }
     // In a fresh process (the encode table leaves a large, fragmented heap behind), best of two.
     let (mut secs, mut plan_secs, mut records, mut bytes) = (f64::MAX, f64::MAX, 0, 0);
@@ -294,10 +322,65 @@ fn memory_table(args: &[String], flag: &dyn Fn(&str) -> Option<String>, tmp: &Pa
     println!("|---|---|---|");
     for n in sizes {
         let dir: PathBuf = tmp.join(format!("lake-{n}"));
-        write_lake(&dir, n);
+        write_lake(&dir, generated(n));
         let text = child(&["--memory-child", dir.to_str().unwrap()]);
         let parts: Vec<&str> = text.split_whitespace().collect();
         println!("| {n} | {} | {} |", parts[0], parts[2]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// The outputs compared with the peer: `parquet-zstd` and `jsonl-gzip`.
+fn peer_output(name: &str) -> (FileFormat, Option<Compression>) {
+    match name {
+        "parquet-zstd" => (FileFormat::Parquet, Some(Compression::Zstd)),
+        "jsonl-gzip" => (FileFormat::JSONLines, Some(Compression::Gzip)),
+        other => panic!("no output {other}"),
+    }
+}
+
+/// The engine beside DuckDB (one thread, in this process's cores: run under `taskset -c 0`) on the same lake,
+/// interleaved, best of three each; and the engine's encode-only rate of the same rows, from memory.
+fn peer_table(rt: &tokio::runtime::Runtime, rows: &'static [EventRow], lake: &Path, python: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/duckdb_peer.py");
+    let (start, end) = (interval().start.to_rfc3339(), interval().end.to_rfc3339());
+    let out = tempfile::tempdir().unwrap();
+    println!(
+        "\n### Lake (NDJSON + zstd) beside DuckDB 1 thread: {} events, one core, best of 3 interleaved\n",
+        rows.len()
+    );
+    println!("| output | engine (events/s) | DuckDB (events/s) | engine / DuckDB | encode only (events/s) | engine / encode only |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for name in ["parquet-zstd", "jsonl-gzip"] {
+        let (format, compression) = peer_output(name);
+        let (mut ours, mut theirs, mut encode) = (0f64, 0f64, 0f64);
+        for _ in 0..3 {
+            let line = child(&["--export-child", lake.to_str().unwrap(), "--output", name]);
+            let v: Vec<f64> = line.split_whitespace().map(|x| x.parse().unwrap()).collect();
+            assert_eq!(v[0] as usize, rows.len());
+            ours = ours.max(v[0] / v[1]);
+            let target = out.path().join(format!("peer-{name}"));
+            let peer = std::process::Command::new(python)
+                .args([script, lake.to_str().unwrap(), &start, &end, name, target.to_str().unwrap()])
+                .output()
+                .expect("the peer's python (with duckdb 2.0.1)");
+            assert!(peer.status.success(), "{}", String::from_utf8_lossy(&peer.stderr));
+            let v: Vec<f64> =
+                String::from_utf8_lossy(&peer.stdout).split_whitespace().map(|x| x.parse().unwrap()).collect();
+            assert_eq!(v[0] as usize, rows.len(), "DuckDB exported another count");
+            theirs = theirs.max(v[0] / v[1]);
+            let t = Instant::now();
+            engine_encode(rt, rows, format, compression);
+            encode = encode.max(rows.len() as f64 / t.elapsed().as_secs_f64());
+        }
+        println!(
+            "| {} | {:.0}k | {:.0}k | {:.2}× | {:.0}k | {:.0}% |",
+            label(format, compression),
+            ours / 1000.0,
+            theirs / 1000.0,
+            ours / theirs,
+            encode / 1000.0,
+            100.0 * ours / encode
+        );
     }
 }
