@@ -21,7 +21,7 @@ use chrono::{DateTime, DurationRound, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::persons::{apply, person_update};
+use super::persons::{apply, combine, person_update};
 use super::queue;
 use crate::destinations::s3::lake_client;
 use crate::error::{InternalContext, Result};
@@ -145,13 +145,12 @@ async fn write_team(
     let key = lake_object_key(&lake.prefix, team, hour, &format!("capture-{digest}.jsonl.zst"));
     let body = zstd::bulk::compress(&stamped, 3)?;
     put_object(&lake.client, &lake.bucket, &key, body).await?;
-    // Then the persons: each person-affecting event in order, and the latest change of each distinct id touched.
+    // Then the persons: the person-affecting events in order (each distinct id's run combined into one update),
+    // and the latest change of each distinct id touched.
     let mut changes: BTreeMap<String, PersonChange> = BTreeMap::new();
-    for line in stamped.split(|&b| b == b'\n') {
-        if let Some(update) = person_update(line) {
-            for change in apply(&lake.persons, team, &update, now).await? {
-                changes.insert(change.distinct_id.clone(), change);
-            }
+    for update in combine(stamped.split(|&b| b == b'\n').filter_map(person_update)) {
+        for change in apply(&lake.persons, team, &update, now).await? {
+            changes.insert(change.distinct_id.clone(), change);
         }
     }
     if !changes.is_empty() {

@@ -59,6 +59,38 @@ pub fn person_update(line: &[u8]) -> Option<PersonUpdate> {
     (identify || !update.set.is_empty() || !update.set_once.is_empty()).then_some(update)
 }
 
+/// A batch's updates, combined so that each distinct id's run of `$set` / `$set_once` costs one application:
+/// applying the result in order equals applying every update in order. Within a distinct id, a later `$set`
+/// wins and an earlier `$set_once` wins (applying `$set_once` before `$set`, as [`apply`] does, keeps that
+/// exact). An identify (`$anon_distinct_id`) involves two ids, so it is kept as it is, after everything
+/// combined before it.
+pub fn combine(updates: impl IntoIterator<Item = PersonUpdate>) -> Vec<PersonUpdate> {
+    let mut out: Vec<PersonUpdate> = Vec::new();
+    // Where each distinct id's combinable update is in `out`, since the last identify.
+    let mut open: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for update in updates {
+        if update.anon_distinct_id.is_some() {
+            open.clear();
+            out.push(update);
+            continue;
+        }
+        match open.get(&update.distinct_id) {
+            Some(&at) => {
+                let combined = &mut out[at];
+                combined.set.extend(update.set);
+                for (key, value) in update.set_once {
+                    combined.set_once.entry(key).or_insert(value);
+                }
+            }
+            None => {
+                open.insert(update.distinct_id.clone(), out.len());
+                out.push(update);
+            }
+        }
+    }
+    out
+}
+
 /// The id of the person created for a distinct id.
 fn new_person_id(team_id: i64, distinct_id: &str) -> String {
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{team_id}/{distinct_id}").as_bytes()).to_string()
@@ -194,6 +226,57 @@ async fn try_apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn update(distinct_id: &str, set: Value, set_once: Value, anon: Option<&str>) -> PersonUpdate {
+        PersonUpdate {
+            distinct_id: distinct_id.into(),
+            set: set.as_object().unwrap().clone(),
+            set_once: set_once.as_object().unwrap().clone(),
+            anon_distinct_id: anon.map(str::to_string),
+        }
+    }
+
+    /// The properties after applying updates of one distinct id in order, as `apply` does.
+    fn applied(updates: &[PersonUpdate]) -> Map<String, Value> {
+        let mut properties = Map::new();
+        for u in updates {
+            for (k, v) in &u.set_once {
+                properties.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            for (k, v) in &u.set {
+                properties.insert(k.clone(), v.clone());
+            }
+        }
+        properties
+    }
+
+    #[test]
+    fn combined_updates_apply_as_the_sequence_does() {
+        use serde_json::json;
+        let sequence = vec![
+            update("d", json!({"a": 1}), json!({"k": "first", "s": 1}), None),
+            update("e", json!({"x": 1}), json!({}), None),
+            update("d", json!({"a": 2, "s": 9}), json!({"k": "second", "t": 2}), None),
+            update("d", json!({}), json!({"a": 0, "u": 3}), None),
+        ];
+        let combined = combine(sequence.clone());
+        assert_eq!(combined.len(), 2, "one per distinct id");
+        let only =
+            |id: &str, list: &[PersonUpdate]| list.iter().filter(|u| u.distinct_id == id).cloned().collect::<Vec<_>>();
+        assert_eq!(applied(&only("d", &combined)), applied(&only("d", &sequence)));
+        assert_eq!(
+            applied(&combined[..1]),
+            serde_json::from_value::<Map<String, Value>>(json!({"a": 2, "s": 9, "k": "first", "t": 2, "u": 3}))
+                .unwrap()
+        );
+        // An identify is a barrier: what comes after it is combined afresh.
+        let with_identify = combine(vec![
+            update("d", json!({"a": 1}), json!({}), None),
+            update("d", json!({}), json!({}), Some("anon")),
+            update("d", json!({"a": 2}), json!({}), None),
+        ]);
+        assert_eq!(with_identify.len(), 3);
+    }
 
     #[test]
     fn which_events_affect_persons() {
