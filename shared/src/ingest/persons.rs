@@ -1,6 +1,7 @@
 //! Person processing of captured events, PostHog's simplified, so the persons model is fed by real traffic. The
-//! lake writer applies each person-affecting event of a batch in order, keeping the state in the persons table
-//! ([`PersonStore`]), and writes the resulting person changes to the persons lake layout (see [`crate::person`]).
+//! lake writer applies a batch's person-affecting events in order (each distinct id's run of `$set` /
+//! `$set_once` combined into one update, [`combine`]), keeping the state in the persons table ([`PersonStore`]),
+//! and writes the resulting person changes to the persons lake layout (see [`crate::person`]).
 //!
 //! What affects persons:
 //! - `$set` / `$set_once` in an event's properties (capture merges the top-level ones in): the event's distinct
