@@ -84,10 +84,17 @@ impl Stack {
 
 /// Executes the export state machine on the local stack for one scheduled hour.
 async fn execute(name: &str, team: i64, export_id: &str) -> Execution {
-    let scheduled = hour() + Duration::hours(1) + Duration::minutes(1);
-    let input = json!({"team_id": team, "export_id": export_id, "scheduled_time": scheduled});
-    execute_input(name, input).await
+    execute_input(name, scheduled_input(team, export_id)).await
 }
+
+/// The execution input of a schedule's firing a minute after the tests' hour ended.
+fn scheduled_input(team: i64, export_id: &str) -> Value {
+    let scheduled = hour() + Duration::hours(1) + Duration::minutes(1);
+    json!({"team_id": team, "export_id": export_id, "scheduled_time": scheduled})
+}
+
+/// The export state machine's definition.
+const EXPORT_DEFINITION: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../statemachines/export.asl.json");
 
 async fn execute_input(name: &str, input: Value) -> Execution {
     execute_machine("export", name, input).await
@@ -270,10 +277,9 @@ async fn a_connection_reset_mid_part_and_dynamodb_throttling_are_retried_and_cou
     ];
     let functions = Functions::start(&names, &env);
 
-    let scheduled = hour() + Duration::hours(1) + Duration::minutes(1);
-    let input = json!({"team_id": team, "export_id": export_id, "scheduled_time": scheduled});
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../statemachines/export.asl.json");
-    let execution = execute_definition(root, &format!("{export_id}-1"), input, Some(functions.port())).await;
+    let input = scheduled_input(team, &export_id);
+    let execution =
+        execute_definition(EXPORT_DEFINITION, &format!("{export_id}-1"), input, Some(functions.port())).await;
     assert_eq!(execution.status, "SUCCEEDED", "{execution:?}");
     assert_eq!(proxy.injected().await, [3, 3], "each fault outlasted the SDK's own three attempts");
     let retried = execution.retries.iter().filter(|r| r["state"] == "ExportChunk").count();
@@ -303,8 +309,7 @@ async fn a_task_that_times_out_is_retried_and_the_run_completes() {
     stack.create_export(team, &export_id, config.clone()).await;
     let path = export_definition_with_chunk_timeout(&export_id, 2);
 
-    let scheduled = hour() + Duration::hours(1) + Duration::minutes(1);
-    let input = json!({"team_id": team, "export_id": export_id, "scheduled_time": scheduled});
+    let input = scheduled_input(team, &export_id);
     let execution = execute_definition(path.to_str().unwrap(), &format!("{export_id}-1"), input, None).await;
     assert_eq!(execution.status, "SUCCEEDED", "{execution:?}");
     assert!(execution.history.contains("States.Timeout"), "the first attempt timed out");
@@ -320,8 +325,7 @@ async fn a_task_that_times_out_is_retried_and_the_run_completes() {
 /// The definition of the export state machine with the chunk Task's timeout cut to `seconds`, in a file of
 /// its own.
 fn export_definition_with_chunk_timeout(name: &str, seconds: u64) -> std::path::PathBuf {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../statemachines/export.asl.json");
-    let mut definition: Value = serde_json::from_str(&std::fs::read_to_string(root).unwrap()).unwrap();
+    let mut definition: Value = serde_json::from_str(&std::fs::read_to_string(EXPORT_DEFINITION).unwrap()).unwrap();
     definition["States"]["ExportChunks"]["ItemProcessor"]["States"]["ExportChunk"]["TimeoutSeconds"] = json!(seconds);
     let path = std::env::temp_dir().join(format!("{name}.asl.json"));
     std::fs::write(&path, definition.to_string()).unwrap();
@@ -350,8 +354,7 @@ async fn a_chunk_killed_mid_upload_is_retried_and_leaves_no_upload_behind() {
     let mut functions = Functions::start(&names, &[("BATCH_EXPORT_PART_SIZE_MB", "5".into())]);
     let path = export_definition_with_chunk_timeout(&export_id, 8);
 
-    let scheduled = hour() + Duration::hours(1) + Duration::minutes(1);
-    let input = json!({"team_id": team, "export_id": export_id, "scheduled_time": scheduled});
+    let input = scheduled_input(team, &export_id);
     let (definition, name, port) = (path.to_str().unwrap().to_string(), format!("{export_id}-1"), functions.port());
     let execution = tokio::spawn(async move { execute_definition(&definition, &name, input, Some(port)).await });
     // The chunk's upload is open (its first part sent, the second held): crash the process writing it.
@@ -399,11 +402,9 @@ async fn a_lake_object_replaced_under_a_chunk_plans_the_run_again_and_the_files_
     let env = [("AWS_ENDPOINT_URL_S3", proxy.url.clone()), ("BATCH_EXPORT_CHUNK_MAX_ROWS", "2500".to_string())];
     let functions = Functions::start(&names, &env);
 
-    let scheduled = hour() + Duration::hours(1) + Duration::minutes(1);
-    let input = json!({"team_id": team, "export_id": export_id, "scheduled_time": scheduled});
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../statemachines/export.asl.json");
+    let input = scheduled_input(team, &export_id);
     let (name, port) = (format!("{export_id}-1"), functions.port());
-    let execution = tokio::spawn(async move { execute_definition(root, &name, input, Some(port)).await });
+    let execution = tokio::spawn(async move { execute_definition(EXPORT_DEFINITION, &name, input, Some(port)).await });
     proxy.wait_for(0, 1).await;
     // Replaced while chunk 1's read is held: new rows, and 100 of the next object's rows, which now come first.
     let mut rows = SyntheticEvents::new(team as u64 + 1, team).events_between(hour(), Duration::hours(1), 1_500);

@@ -19,7 +19,6 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, DurationRound, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::persons::{apply, combine, person_update};
 use super::queue;
@@ -29,7 +28,7 @@ use crate::person::PersonChange;
 use crate::settings::Settings;
 use crate::sources::lake::table_partition_prefix;
 use crate::sources::lake::writer::{lake_object_key, put_object};
-use crate::store::PersonStore;
+use crate::store::{hash_key, PersonStore};
 use crate::time::IsoMicros;
 
 /// What the SQS event source hands the function (the fields the writer reads).
@@ -141,7 +140,7 @@ async fn write_team(
     }
     let mut ids: Vec<&str> = messages.iter().map(|(id, _)| *id).collect();
     ids.sort_unstable();
-    let digest: String = Sha256::digest(ids.join("\n")).iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let digest = &hash_key(&ids.join("\n"))[..32];
     let key = lake_object_key(&lake.prefix, team, hour, &format!("capture-{digest}.jsonl.zst"));
     let body = zstd::bulk::compress(&stamped, 3)?;
     put_object(&lake.client, &lake.bucket, &key, body).await?;
