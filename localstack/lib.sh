@@ -222,7 +222,7 @@ stack_up() {
 
 # Serves the function binaries (build them first: cargo build --workspace --bins) behind the Lambda APIs.
 functions_up() {
-  local bin="${CARGO_TARGET_DIR:-$STACK_ROOT/target}/debug"
+  local bin="${CARGO_TARGET_DIR:-$STACK_ROOT/target}/${FUNCTION_PROFILE:-debug}"
   "$bin/batch-export" setup-local --statemachines "$STACK_ROOT/statemachines" >&2
   if lambda_alive; then
     echo "Lambda endpoint already running on 127.0.0.1:$LAMBDA_PORT" >&2

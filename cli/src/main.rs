@@ -26,7 +26,7 @@ use batch_exports::settings::Settings;
 use batch_exports::sources::lake::writer::{lake_object_key, ndjson_bytes, parquet_bytes, put_object};
 use batch_exports::sources::synthetic::SyntheticEvents;
 use batch_exports::store::{create_tables, ApiKeyStore, ExportStore, RunStore};
-use batch_exports::{export_events, ExportError, Interval, LakeStore, S3DestinationConfig};
+use batch_exports::{export_events, EventRow, ExportError, Interval, LakeStore, S3DestinationConfig};
 use chrono::{DateTime, Duration, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -224,35 +224,42 @@ async fn run(command: Command) -> Result<(), ExportError> {
             format,
             seed,
         } => {
+            // Streamed object by object, so any number of events fits in memory (only the repeats are held).
             let mut generator = SyntheticEvents::new(seed, team_id);
-            let per_object = events_per_hour.div_ceil(objects_per_hour.max(1));
+            let per_object = events_per_hour.div_ceil(objects_per_hour.max(1)).max(1);
+            let every = 100 / repeat_percent.clamp(1, 100);
+            let repeat_count = events_per_hour * repeat_percent / 100;
+            // The hour's objects cut its events, then its repeats, into runs of `per_object`.
+            let last_first = events_per_hour.saturating_sub(1) / per_object * per_object;
             let (mut objects, mut events) = (0, 0);
             for h in 0..hours {
                 let hour = start + Duration::hours(h as i64);
-                let mut rows = generator.events_between(hour, Duration::hours(1), events_per_hour);
+                let step = 3_600_000_000i64 / events_per_hour.max(1) as i64;
                 // Repeats: some events delivered again later in the hour, as at-least-once ingestion does.
-                let repeats: Vec<_> = rows
-                    .iter()
-                    .step_by(100 / repeat_percent.clamp(1, 100))
-                    .take(events_per_hour * repeat_percent / 100)
-                    .map(|r| {
-                        let mut again = r.clone();
-                        again.inserted_at = (hour + Duration::minutes(59)).timestamp_micros();
-                        again
-                    })
-                    .collect();
-                rows.extend(repeats);
-                for (i, chunk) in rows.chunks(per_object.max(1)).enumerate() {
-                    let (body, ext) = match format {
-                        LakeObjectFormat::Jsonl => (ndjson_bytes(chunk, None)?, "jsonl"),
-                        LakeObjectFormat::JsonlGz => (ndjson_bytes(chunk, Some(Compression::Gzip))?, "jsonl.gz"),
-                        LakeObjectFormat::JsonlZst => (ndjson_bytes(chunk, Some(Compression::Zstd))?, "jsonl.zst"),
-                        LakeObjectFormat::Parquet => (parquet_bytes(chunk)?, "parquet"),
-                    };
-                    let key = lake_object_key(&prefix, team_id, hour, &format!("batch-{i:05}.{ext}"));
-                    put_object(&s3, &bucket, &key, body).await?;
-                    objects += 1;
-                    events += chunk.len();
+                let mut repeats = Vec::with_capacity(repeat_count);
+                let mut tail = Vec::new();
+                for first in (0..events_per_hour).step_by(per_object) {
+                    let rows: Vec<_> = (first..(first + per_object).min(events_per_hour))
+                        .map(|j| generator.event(hour + Duration::microseconds(step * j as i64)))
+                        .collect();
+                    for (j, row) in (first..).zip(&rows) {
+                        if j % every == 0 && repeats.len() < repeat_count {
+                            let mut again = row.clone();
+                            again.inserted_at = (hour + Duration::minutes(59)).timestamp_micros();
+                            repeats.push(again);
+                        }
+                    }
+                    if first < last_first {
+                        put_lake_object(&s3, &bucket, &prefix, hour, first / per_object, format, &rows).await?;
+                        (objects, events) = (objects + 1, events + rows.len());
+                    } else {
+                        tail = rows;
+                    }
+                }
+                tail.extend(repeats);
+                for (i, rows) in tail.chunks(per_object).enumerate() {
+                    put_lake_object(&s3, &bucket, &prefix, hour, last_first / per_object + i, format, rows).await?;
+                    (objects, events) = (objects + 1, events + rows.len());
                 }
             }
             println!("wrote {events} events ({objects} objects) to s3://{bucket}/{prefix}events/team_id={team_id}/");
@@ -281,6 +288,27 @@ async fn run(command: Command) -> Result<(), ExportError> {
 }
 
 /// Creates a bucket unless it exists.
+/// Writes object `index` of a lake hour (`batch-{index}.{ext}`), in the team of its rows.
+async fn put_lake_object(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    hour: DateTime<Utc>,
+    index: usize,
+    format: LakeObjectFormat,
+    rows: &[EventRow],
+) -> Result<(), ExportError> {
+    let (body, ext) = match format {
+        LakeObjectFormat::Jsonl => (ndjson_bytes(rows, None)?, "jsonl"),
+        LakeObjectFormat::JsonlGz => (ndjson_bytes(rows, Some(Compression::Gzip))?, "jsonl.gz"),
+        LakeObjectFormat::JsonlZst => (ndjson_bytes(rows, Some(Compression::Zstd))?, "jsonl.zst"),
+        LakeObjectFormat::Parquet => (parquet_bytes(rows)?, "parquet"),
+    };
+    let team_id = rows.first().map_or(0, |r| r.team_id);
+    let key = lake_object_key(prefix, team_id, hour, &format!("batch-{index:05}.{ext}"));
+    put_object(s3, bucket, &key, body).await
+}
+
 async fn make_bucket(s3: &aws_sdk_s3::Client, name: &str) -> Result<(), ExportError> {
     match s3.create_bucket().bucket(name).send().await {
         Ok(_) => println!("created bucket {name}"),

@@ -7,13 +7,16 @@
 //!    byte counter), measured in the same run, alternately, best of up to three.
 //! 2. Lake: 1M events read from a local lake of NDJSON + zstd objects (both passes: plan and read) and
 //!    exported as Parquet + zstd to a discarding sink, in a fresh child process, best of two.
-//! 3. Memory: peak RSS (VmHWM) of a child process exporting 2M and 4M lake events the same way.
+//! 3. Memory: peak RSS (VmHWM) of a child process exporting 2M and 4M lake events the same way, and of one
+//!    exporting the persons of 1M and 4M person changes.
 //!
 //! 4. With `--peer PYTHON` (a Python with duckdb 2.0.1; this replaces 2 and 3): the lake export beside DuckDB on
 //!    one thread doing the same work on the same files (`benches/duckdb_peer.py`), for Parquet + zstd and
 //!    JSONLines + gzip, interleaved, with the engine's encode-only rate of the same rows.
 //!
-//! Flags: `--events N` (default 1000000), `--skip-encode`, `--skip-memory`, `--lake-dir DIR`, `--memory-events A,B` (default 2000000,4000000), `--peer PYTHON`.
+//! Flags: `--events N` (default 1000000), `--skip-encode`, `--skip-memory`, `--lake-dir DIR`,
+//! `--memory-events A,B` (default 2000000,4000000), `--persons-events A,B` (default 1000000,4000000),
+//! `--peer PYTHON`.
 
 mod common;
 
@@ -24,15 +27,17 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use batch_exports::destinations::s3::export::file_spec;
+use batch_exports::destinations::s3::persons::export_persons;
 use batch_exports::engine::encode::{writer_properties, ParquetSettings};
 use batch_exports::engine::pipeline::write_files;
 use batch_exports::event::{events_record_batch, events_schema};
 use batch_exports::format::{Compression, FileFormat, FORMAT_COMPRESSIONS};
 use batch_exports::model::Model;
+use batch_exports::person::PersonChange;
 use batch_exports::runs::ExportOutcome;
 use batch_exports::sources::lake::dedupe::DedupeSettings;
 use batch_exports::sources::lake::writer::{lake_object_key, write_ndjson};
-use batch_exports::sources::lake::{plan_rows, RowFilter};
+use batch_exports::sources::lake::{plan_rows, table_partition_prefix, RowFilter};
 use batch_exports::sources::synthetic::SyntheticEvents;
 use batch_exports::{
     export_events, DiscardSink, EngineSettings, EventRow, Interval, LakeStore, Result, S3DestinationConfig,
@@ -221,6 +226,14 @@ fn main() {
         println!("{records} {}", t.elapsed().as_secs_f64());
         return;
     }
+    if let Some(dir) = flag("--persons-memory-child") {
+        let lake = LakeStore::Local { root: PathBuf::from(dir) };
+        let config = config(FileFormat::Parquet, Some(Compression::Zstd));
+        let settings = EngineSettings::default();
+        let outcome = rt.block_on(export_persons(&lake, &DiscardSink, 1, &interval(), &config, &settings)).unwrap();
+        println!("{} {} {:.1}", outcome.records, outcome.bytes, peak_rss_mib());
+        return;
+    }
     if let Some(dir) = flag("--memory-child") {
         let (records, bytes) = export_lake(&rt, Path::new(&dir));
         println!("{records} {bytes} {:.1}", peak_rss_mib());
@@ -327,6 +340,56 @@ fn memory_table(args: &[String], flag: &dyn Fn(&str) -> Option<String>, tmp: &Pa
         let parts: Vec<&str> = text.split_whitespace().collect();
         println!("| {n} | {} | {} |", parts[0], parts[2]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+    let sizes: Vec<usize> = flag("--persons-events")
+        .map(|v| v.split(',').map(|n| n.parse().unwrap()).collect())
+        .unwrap_or(vec![1_000_000, 4_000_000]);
+    println!("\n### Peak memory of one persons run (lake person changes, NDJSON + zstd → Parquet + zstd)\n");
+    println!("| person changes | distinct ids exported | peak RSS (MiB) |");
+    println!("|---|---|---|");
+    for n in sizes {
+        let dir: PathBuf = tmp.join(format!("persons-{n}"));
+        write_person_changes(&dir, n);
+        let text = child(&["--persons-memory-child", dir.to_str().unwrap()]);
+        let parts: Vec<&str> = text.split_whitespace().collect();
+        println!("| {n} | {} | {} |", parts[0], parts[2]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// Writes `n` person changes into the benchmark hour's `persons/` partition as NDJSON + zstd, 500k per object:
+/// `n / 2` distinct ids changed twice each, two distinct ids per person, ~250 bytes of properties each.
+fn write_person_changes(dir: &Path, n: usize) {
+    let ids = (n / 2).max(1);
+    let step = 3_600_000_000i64 / n as i64;
+    for (object, first) in (0..n).step_by(500_000).enumerate() {
+        let key = format!("{}part-{object:05}.jsonl.zst", table_partition_prefix("", "persons", 1, hour()));
+        let path = dir.join(&key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut out = zstd::Encoder::new(io::BufWriter::new(std::fs::File::create(&path).unwrap()), 3).unwrap();
+        for i in first..(first + 500_000).min(n) {
+            let id = i % ids;
+            let landed = hour() + Duration::microseconds(step * i as i64);
+            let change = PersonChange {
+                team_id: 1,
+                distinct_id: format!("user-{id:08}"),
+                person_id: format!("0190a1b2-0000-7000-8000-{:012x}", id / 2),
+                properties: serde_json::json!({
+                    "email": format!("user{id}@example.com"), "name": format!("User {id}"), "plan": "free",
+                    "$initial_browser": "Chrome", "$initial_os": "Mac OS X", "created_via": "signup",
+                    "$initial_current_url": format!("https://app.example.com/project/{}/insights", id % 100),
+                    "visits": i / ids, "company": format!("Company {}", id % 5000),
+                }),
+                person_version: (i / ids) as i64 + 1,
+                person_distinct_id_version: 1,
+                created_at: hour(),
+                is_deleted: false,
+                inserted_at: landed,
+            };
+            serde_json::to_writer(&mut out, &change).unwrap();
+            out.write_all(b"\n").unwrap();
+        }
+        out.finish().unwrap().flush().unwrap();
     }
 }
 

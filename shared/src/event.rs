@@ -13,7 +13,7 @@ use crate::error::{InternalContext, Result};
 use crate::time::IsoMicros;
 
 /// One event as the lake holds it and the events model exports it (`team_id` is only in the lake).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct EventRow {
     pub team_id: i64,
     pub uuid: String,

@@ -242,7 +242,7 @@ async fn merged_moved_distinct_ids_take_their_new_persons_latest_properties() {
         prefix: String::new(),
     };
     for (n, interval) in moved.hours.iter().enumerate() {
-        let rows = read_persons(&lake, moved.team, interval).await.unwrap();
+        let rows: Vec<_> = read_persons(&lake, moved.team, interval, None).await.unwrap().map(Result::unwrap).collect();
         let job_prefix = format!("moved-{n}");
         let target = LoadTarget {
             config: &config,

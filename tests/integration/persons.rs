@@ -13,8 +13,9 @@ use batch_exports::destinations::s3::persons::export_persons;
 use batch_exports::destinations::s3::{destination_client, S3Target};
 use batch_exports::format::CompressedWriter;
 use batch_exports::model::Model;
-use batch_exports::person::{latest_per_distinct_id, PersonChange};
+use batch_exports::person::PersonChange;
 use batch_exports::runs::RunStatus;
+use batch_exports::sources::lake::persons::latest_per_distinct_id;
 use batch_exports::sources::lake::table_partition_prefix;
 use batch_exports::store::{ExportStore, RunStore};
 use batch_exports::{Compression, EngineSettings, FileFormat, Interval, LakeStore, S3DestinationConfig};
@@ -198,7 +199,10 @@ async fn a_persons_run_writes_one_row_per_distinct_id_that_reads_back_with_the_s
         .await
         .unwrap();
     let lake = LakeStore::S3 { client: client.clone(), bucket: lake_bucket, prefix: String::new() };
-    let expected = latest_per_distinct_id(changes);
+    let expected: Vec<_> = latest_per_distinct_id(changes.into_iter().map(|c| Ok((c, 0))), 1 << 20, None)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(expected.len(), 3);
 
     let destination = new_bucket(&client, "persons").await;

@@ -110,6 +110,7 @@ pub async fn plan_chunks(
     settings: &EngineSettings,
     limits: Option<ChunkLimits>,
 ) -> Result<Vec<ChunkPlan>> {
+    let started = std::time::Instant::now();
     let objects = lake.list(filter.team_id, &filter.interval).await?;
     let plan = {
         let (lake, objects, filter, dedupe) = (lake.clone(), objects.clone(), filter.clone(), settings.dedupe.clone());
@@ -120,6 +121,7 @@ pub async fn plan_chunks(
         objects = objects.len(),
         records = plan.records,
         repeats = plan.duplicates.len(),
+        seconds = started.elapsed().as_secs_f64(),
         "planned run"
     );
     Ok(split_into_chunks(objects, plan, limits))

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::Services;
 use crate::destinations::bigquery::rows::person_stage_row;
 use crate::destinations::bigquery::{
-    drop_stage, load_chunk_into_stage, load_stage, merge_stage, prepare_stage, BigQuery, BigQueryDestinationConfig,
-    LoadTarget, TokenSource, MAX_JOB_BYTES,
+    drop_stage, load_chunk_into_stage, merge_stage, prepare_stage, BigQuery, BigQueryDestinationConfig, LoadTarget,
+    StageLoader, TokenSource, MAX_JOB_BYTES,
 };
 use crate::error::Result;
 use crate::model::Model;
@@ -57,8 +57,13 @@ pub async fn bigquery_load(services: &Services, run: RunRef) -> Result<BigQueryO
     prepare_stage(&bq, target, export.model).await?;
     let outcome = match export.model {
         Model::Persons => {
-            let rows = read_persons(&services.lake, run.team_id, &run.interval).await?;
-            load_stage(&bq, target, Model::Persons, rows.iter().map(person_stage_row)).await?
+            let spill_dir = services.engine.dedupe.spill_dir.clone();
+            let rows = read_persons(&services.lake, run.team_id, &run.interval, spill_dir).await?;
+            let mut loader = StageLoader::new(&bq, target, Model::Persons);
+            for row in rows {
+                loader.push(&person_stage_row(&row?)).await?;
+            }
+            loader.finish().await?
         }
         Model::Events => {
             let plan = services.work.load_chunk_plan(&run, 0).await?;

@@ -31,6 +31,7 @@ pub struct ChunkOutput {
 
 pub async fn export_chunk(services: &Services, input: ChunkInput) -> Result<ChunkOutput> {
     let run = &input.run;
+    let started = std::time::Instant::now();
     if services.runs.start_chunk(run, input.chunk, Utc::now()).await? {
         tracing::info!(run_id = %run.run_id, chunk = input.chunk, "chunk retried");
     }
@@ -55,12 +56,15 @@ pub async fn export_chunk(services: &Services, input: ChunkInput) -> Result<Chun
             services.runs.record_written(run, &keys, Utc::now()).await?;
         }
         services.work.save_chunk_files(run, input.chunk, &files).await?;
-        Ok(ChunkOutput {
+        let output = ChunkOutput {
             chunk: input.chunk,
             records: files.iter().map(|f| f.records).sum(),
             bytes: files.iter().map(|f| f.bytes).sum(),
             files: files.len(),
-        })
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(run_id = %run.run_id, chunk = input.chunk, records = output.records, bytes = output.bytes, seconds, "chunk exported");
+        Ok(output)
     }
     .await;
     if let Err(e) = &result {

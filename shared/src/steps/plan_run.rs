@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Services;
 use crate::engine::chunks::plan_chunks;
-use crate::error::{ExportError, Result};
+use crate::error::{ExportError, InternalContext, Result};
 use crate::model::Model;
 use crate::network::EndpointPolicy;
 use crate::runs::RunRef;
@@ -42,7 +42,11 @@ pub async fn plan_run(services: &Services, run: RunRef) -> Result<PlanOutput> {
     let destination = export.destination.type_name().to_string();
     if export.model == Model::Persons {
         // Persons runs are one chunk: the latest row per distinct id needs every change of the interval.
-        let total = read_persons(&services.lake, run.team_id, &run.interval).await?.len() as u64;
+        let rows = read_persons(&services.lake, run.team_id, &run.interval, services.engine.dedupe.spill_dir.clone());
+        let mut rows = rows.await?;
+        let total = tokio::task::spawn_blocking(move || rows.try_fold(0u64, |n, row| row.map(|_| n + 1)))
+            .await
+            .internal("counting person rows")??;
         services.runs.set_total(&run, total, Utc::now()).await?;
         return Ok(PlanOutput { records_total_count: total, chunks: vec![0], destination });
     }

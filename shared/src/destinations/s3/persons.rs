@@ -1,10 +1,11 @@
 //! A persons run to an S3 destination: one file of the interval's person rows.
 
 use crate::destinations::s3::keys::{data_file_key, KeyTemplate};
-use crate::destinations::s3::{S3DestinationConfig, S3Target};
+use crate::destinations::s3::S3DestinationConfig;
 use std::sync::Arc;
 
 use crate::engine::pipeline::{write_files, FileSpec};
+use crate::engine::sink::FileSink;
 use crate::engine::EngineSettings;
 use crate::error::Result;
 use crate::model::Model;
@@ -19,15 +20,15 @@ use crate::time::Interval;
 /// `persons`), and returns what it wrote. An interval without changes writes nothing.
 pub async fn export_persons(
     lake: &LakeStore,
-    target: &S3Target,
+    target: &impl FileSink,
     team_id: i64,
     interval: &Interval,
     config: &S3DestinationConfig,
     settings: &EngineSettings,
 ) -> Result<ExportOutcome> {
     config.validate()?;
-    let rows = read_persons(lake, team_id, interval).await?;
-    if rows.is_empty() {
+    let mut rows = read_persons(lake, team_id, interval, settings.dedupe.spill_dir.clone()).await?.peekable();
+    if rows.peek().is_none() {
         return Ok(ExportOutcome::new(Vec::new(), None));
     }
     // One file, whatever its size: `-0` when the config splits files (the reference's name of a first file).
@@ -40,7 +41,22 @@ pub async fn export_persons(
         max_file_bytes: None,
         key: Arc::new(move |_| data_file_key(&prefix, &interval, None, file_n, format, compression)),
     };
-    let source = move |on_batch: &mut dyn FnMut(&[PersonRow]) -> Result<()>| on_batch(&rows);
+    let batch_size = settings.batch_size;
+    let source = move |on_batch: &mut dyn FnMut(&[PersonRow]) -> Result<()>| {
+        let mut batch = Vec::with_capacity(batch_size);
+        for row in rows {
+            batch.push(row?);
+            if batch.len() == batch_size {
+                on_batch(&batch)?;
+                batch.clear();
+            }
+        }
+        if batch.is_empty() {
+            Ok(())
+        } else {
+            on_batch(&batch)
+        }
+    };
     let files = write_files(source, target, &spec, settings).await?;
     Ok(ExportOutcome::new(files, None))
 }

@@ -24,6 +24,8 @@ pub mod dedupe;
 mod ndjson;
 mod parquet;
 pub mod persons;
+mod scan;
+mod sorted_runs;
 mod store;
 pub mod writer;
 
@@ -182,7 +184,7 @@ pub fn plan_rows(
 }
 
 /// Pass 2: reads the full rows of `objects` that the plan keeps and calls `on_batch` with batches of at most
-/// `batch_size` rows (the batch is cleared after each call). Returns the number of rows handed on.
+/// `batch_size` rows. Returns the number of rows handed on.
 /// Blocking: call from a blocking thread.
 pub fn read_rows(
     store: &LakeStore,
@@ -192,61 +194,111 @@ pub fn read_rows(
     batch_size: usize,
     on_batch: &mut dyn FnMut(&[EventRow]) -> Result<()>,
 ) -> Result<u64> {
-    let batch_size = batch_size.max(1);
-    let mut batch = Vec::with_capacity(batch_size);
-    let mut duplicates = plan.duplicates.iter().copied().peekable();
-    let mut ordinal = 0u64;
-    let mut handed_on = 0u64;
+    let mut rows = RowSink {
+        filter,
+        duplicates: plan.duplicates.iter().copied().peekable(),
+        ordinal: 0,
+        batch: Vec::new(),
+        len: 0,
+        batch_size: batch_size.max(1),
+        handed_on: 0,
+        on_batch,
+    };
     for (object, kept) in objects.iter().zip(&plan.kept_per_object) {
         if *kept == 0 {
             continue;
         }
-        let mut visit = |at: RowLocation, row: EventRow| -> Result<()> {
-            if !filter.keep(object, at, row.team_id, &row.event, row.inserted_at)? {
-                return Ok(());
-            }
-            let this = ordinal;
-            ordinal += 1;
-            if duplicates.peek() == Some(&this) {
-                duplicates.next();
-                return Ok(());
-            }
-            batch.push(row);
-            if batch.len() >= batch_size {
-                handed_on += batch.len() as u64;
-                on_batch(&batch)?;
-                batch.clear();
-            }
-            Ok(())
-        };
         match object.format {
-            LakeFormat::Ndjson(c) => ndjson::visit_rows(store.open(object)?, c, object, &mut visit)?,
-            LakeFormat::Parquet => parquet::visit_rows(store.read_whole(object)?, object, &mut visit)?,
+            LakeFormat::Ndjson(c) => ndjson::visit_rows(store.open(object)?, c, object, &mut rows)?,
+            LakeFormat::Parquet => parquet::visit_rows(store.read_whole(object)?, object, &mut |at, row| {
+                let key =
+                    RowKey { team_id: row.team_id, uuid: &row.uuid, event: &row.event, inserted_at: row.inserted_at };
+                if rows.admit(object, at, &key)? {
+                    *rows.slot() = row;
+                    rows.commit()?;
+                }
+                Ok(())
+            })?,
         }
     }
-    if !batch.is_empty() {
-        handed_on += batch.len() as u64;
-        on_batch(&batch)?;
-    }
-    if handed_on != plan.records {
+    rows.flush()?;
+    if rows.handed_on != plan.records {
         return Err(ExportError::Transient {
             operation: "ReadLake",
             resource: "lake".into(),
-            message: format!("planned {} rows but read {handed_on}: the lake changed during the run", plan.records),
+            message: format!(
+                "planned {} rows but read {}: the lake changed during the run",
+                plan.records, rows.handed_on
+            ),
         });
     }
-    Ok(handed_on)
+    Ok(rows.handed_on)
+}
+
+/// Where the reading pass puts rows: it applies the filter and the plan's repeats, fills the rows of a batch
+/// that it reuses (their strings keep their capacity, so reading allocates little once the first batch is
+/// full) and hands each full batch on.
+pub(super) struct RowSink<'a> {
+    filter: &'a RowFilter,
+    duplicates: std::iter::Peekable<std::iter::Copied<std::slice::Iter<'a, u64>>>,
+    /// The ordinal the next row the filter keeps gets (as in the planning pass).
+    ordinal: u64,
+    batch: Vec<EventRow>,
+    /// Rows of `batch` filled since the last hand-on.
+    len: usize,
+    batch_size: usize,
+    handed_on: u64,
+    on_batch: &'a mut dyn FnMut(&[EventRow]) -> Result<()>,
+}
+
+impl RowSink<'_> {
+    /// Whether the row with this key is exported: the filter keeps it and it is not a repeat. Every row read
+    /// must be asked, in order. When it answers `true`, fill [`Self::slot`] and [`Self::commit`] it.
+    pub(super) fn admit(&mut self, object: &LakeObject, at: RowLocation, key: &RowKey<'_>) -> Result<bool> {
+        if !self.filter.keep(object, at, key.team_id, key.event, key.inserted_at)? {
+            return Ok(false);
+        }
+        let this = self.ordinal;
+        self.ordinal += 1;
+        Ok(self.duplicates.next_if_eq(&this).is_none())
+    }
+
+    /// The row to fill: a reused one, holding an earlier batch's values.
+    pub(super) fn slot(&mut self) -> &mut EventRow {
+        if self.len == self.batch.len() {
+            self.batch.push(EventRow::default());
+        }
+        &mut self.batch[self.len]
+    }
+
+    /// Adds the filled slot to the batch.
+    pub(super) fn commit(&mut self) -> Result<()> {
+        self.len += 1;
+        if self.len >= self.batch_size {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.len > 0 {
+            self.handed_on += self.len as u64;
+            (self.on_batch)(&self.batch[..self.len])?;
+            self.len = 0;
+        }
+        Ok(())
+    }
 }
 
 /// Turns a lake JSON value for `properties`/`person_properties` into the JSON text of an object: an object is
 /// kept as is, a string holding an object's JSON (as ClickHouse stores it) is unwrapped, `null` is absent.
 pub(crate) fn json_object_text(
-    raw: Option<Box<serde_json::value::RawValue>>,
+    raw: Option<&serde_json::value::RawValue>,
     field: &str,
 ) -> std::result::Result<Option<Box<serde_json::value::RawValue>>, String> {
     let Some(raw) = raw else { return Ok(None) };
     match raw.get().as_bytes().first() {
-        Some(b'{') => Ok(Some(raw)),
+        Some(b'{') => Ok(Some(raw.to_owned())),
         Some(b'"') => {
             let text: String = serde_json::from_str(raw.get()).map_err(|e| format!("`{field}`: {e}"))?;
             object_from_text(text, field)
@@ -298,6 +350,7 @@ mod tests {
     #[test]
     fn property_values() {
         let raw = |s: &str| Some(serde_json::value::RawValue::from_string(s.into()).unwrap());
+        let raw = |s: &str| raw(s).map(|r| Box::leak(r) as &_);
         assert_eq!(json_object_text(raw(r#"{"a":1}"#), "p").unwrap().unwrap().get(), r#"{"a":1}"#);
         assert_eq!(json_object_text(raw(r#""{\"a\":1}""#), "p").unwrap().unwrap().get(), r#"{"a":1}"#);
         assert!(json_object_text(None, "p").unwrap().is_none());

@@ -1,15 +1,17 @@
-//! Reading newline-delimited JSON lake objects (plain, gzip or zstd), streamed line by line.
+//! Reading newline-delimited JSON lake objects (plain, gzip or zstd), streamed line by line: the planning
+//! pass's key fields by the field scanner ([`super::scan`]), the reading pass's rows by serde_json, borrowed
+//! from the decompressed buffer.
 
 use std::borrow::Cow;
-use std::io::{BufRead, Read};
+use std::io::Read;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::scan::scan_keys;
 use super::store::read_error;
-use super::{json_object_text, LakeObject, RowKey};
+use super::{json_object_text, LakeObject, RowKey, RowSink};
 use crate::error::{ExportError, Result, RowLocation};
-use crate::event::EventRow;
 use crate::format::CompressedReader;
 use crate::format::Compression;
 use crate::time::parse_timestamp_micros;
@@ -26,7 +28,7 @@ struct KeyFields<'a> {
     inserted_at: Cow<'a, str>,
 }
 
-/// A full lake row as JSON.
+/// A full lake row as JSON, borrowed from the line.
 #[derive(Deserialize)]
 struct LakeRow<'a> {
     team_id: i64,
@@ -38,10 +40,10 @@ struct LakeRow<'a> {
     distinct_id: Cow<'a, str>,
     #[serde(default, borrow)]
     person_id: Option<Cow<'a, str>>,
-    #[serde(default)]
-    properties: Option<Box<RawValue>>,
-    #[serde(default)]
-    person_properties: Option<Box<RawValue>>,
+    #[serde(default, borrow)]
+    properties: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    person_properties: Option<&'a RawValue>,
     #[serde(default, borrow)]
     elements_chain: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -52,7 +54,8 @@ struct LakeRow<'a> {
     inserted_at: Cow<'a, str>,
 }
 
-/// Calls `visit` with each non-blank line and its 1-based number.
+/// Calls `visit` with each non-blank line and its 1-based number. Lines are borrowed from the decompressed
+/// stream's buffer; only a line split across two fills of the buffer is copied.
 fn for_each_line(
     input: Box<dyn Read + Send>,
     compression: Option<Compression>,
@@ -60,21 +63,38 @@ fn for_each_line(
     visit: &mut dyn FnMut(RowLocation, &[u8]) -> Result<()>,
 ) -> Result<()> {
     let mut reader = CompressedReader::open(input, compression).map_err(|e| read_error(&object.key, e))?;
-    let mut line = Vec::with_capacity(4096);
+    let mut carried = Vec::new();
     let mut number = 0u64;
-    loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(|e| read_error(&object.key, e))?;
-        if n == 0 {
-            return Ok(());
-        }
-        number += 1;
-        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+    let mut line = |number: u64, text: &[u8]| -> Result<()> {
         let text = text.strip_suffix(b"\r").unwrap_or(text);
         if text.iter().all(u8::is_ascii_whitespace) {
-            continue;
+            return Ok(());
         }
-        visit(RowLocation::Line(number), text)?;
+        visit(RowLocation::Line(number), text)
+    };
+    loop {
+        let buffer = reader.fill_buf().map_err(|e| read_error(&object.key, e))?;
+        if buffer.is_empty() {
+            if !carried.is_empty() {
+                line(number + 1, &carried)?;
+            }
+            return Ok(());
+        }
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', buffer) {
+            number += 1;
+            if carried.is_empty() {
+                line(number, &buffer[start..end])?;
+            } else {
+                carried.extend_from_slice(&buffer[start..end]);
+                line(number, &carried)?;
+                carried.clear();
+            }
+            start = end + 1;
+        }
+        carried.extend_from_slice(&buffer[start..]);
+        let filled = buffer.len();
+        reader.consume(filled);
     }
 }
 
@@ -89,10 +109,18 @@ pub(super) fn visit_keys(
     visit: &mut dyn FnMut(RowLocation, RowKey<'_>) -> Result<()>,
 ) -> Result<()> {
     for_each_line(input, compression, object, &mut |at, line| {
-        let k: KeyFields<'_> =
-            serde_json::from_slice(line).map_err(|e| ExportError::malformed(&object.key, at, e.to_string()))?;
-        let inserted_at = timestamp(object, at, "_inserted_at", &k.inserted_at)?;
-        visit(at, RowKey { team_id: k.team_id, uuid: &k.uuid, event: &k.event, inserted_at })
+        // The scanner reads almost every row; what it leaves, serde_json reads (or refuses, naming why).
+        let parsed;
+        let (team_id, uuid, event, inserted_at) = match scan_keys(line) {
+            Some(k) => (k.team_id, k.uuid, k.event, k.inserted_at),
+            None => {
+                parsed = serde_json::from_slice::<KeyFields<'_>>(line)
+                    .map_err(|e| ExportError::malformed(&object.key, at, e.to_string()))?;
+                (parsed.team_id, &*parsed.uuid, &*parsed.event, &*parsed.inserted_at)
+            }
+        };
+        let inserted_at = timestamp(object, at, "_inserted_at", inserted_at)?;
+        visit(at, RowKey { team_id, uuid, event, inserted_at })
     })
 }
 
@@ -100,25 +128,46 @@ pub(super) fn visit_rows(
     input: Box<dyn Read + Send>,
     compression: Option<Compression>,
     object: &LakeObject,
-    visit: &mut dyn FnMut(RowLocation, EventRow) -> Result<()>,
+    rows: &mut RowSink<'_>,
 ) -> Result<()> {
     for_each_line(input, compression, object, &mut |at, line| {
         let r: LakeRow<'_> =
             serde_json::from_slice(line).map_err(|e| ExportError::malformed(&object.key, at, e.to_string()))?;
         let malformed = |reason: String| ExportError::malformed(&object.key, at, reason);
-        let row = EventRow {
-            team_id: r.team_id,
-            uuid: r.uuid.into_owned(),
-            event: r.event.into_owned(),
-            distinct_id: r.distinct_id.into_owned(),
-            person_id: r.person_id.map(Cow::into_owned),
-            properties: json_object_text(r.properties, "properties").map_err(malformed)?,
-            person_properties: json_object_text(r.person_properties, "person_properties").map_err(malformed)?,
-            elements_chain: r.elements_chain.map(Cow::into_owned),
-            timestamp: timestamp(object, at, "timestamp", &r.timestamp)?,
-            created_at: r.created_at.map(|c| timestamp(object, at, "created_at", &c)).transpose()?,
-            inserted_at: timestamp(object, at, "_inserted_at", &r.inserted_at)?,
-        };
-        visit(at, row)
+        let inserted_at = timestamp(object, at, "_inserted_at", &r.inserted_at)?;
+        let event_time = timestamp(object, at, "timestamp", &r.timestamp)?;
+        let created_at = r.created_at.as_deref().map(|c| timestamp(object, at, "created_at", c)).transpose()?;
+        let properties = json_object_text(r.properties, "properties").map_err(malformed)?;
+        let person_properties = json_object_text(r.person_properties, "person_properties").map_err(malformed)?;
+        let key = RowKey { team_id: r.team_id, uuid: &r.uuid, event: &r.event, inserted_at };
+        if !rows.admit(object, at, &key)? {
+            return Ok(());
+        }
+        let row = rows.slot();
+        row.team_id = r.team_id;
+        set(&mut row.uuid, &r.uuid);
+        set(&mut row.event, &r.event);
+        set(&mut row.distinct_id, &r.distinct_id);
+        set_option(&mut row.person_id, r.person_id.as_deref());
+        row.properties = properties;
+        row.person_properties = person_properties;
+        set_option(&mut row.elements_chain, r.elements_chain.as_deref());
+        row.timestamp = event_time;
+        row.created_at = created_at;
+        row.inserted_at = inserted_at;
+        rows.commit()
     })
+}
+
+/// Overwrites a reused row's text, keeping its allocation.
+fn set(text: &mut String, value: &str) {
+    text.clear();
+    text.push_str(value);
+}
+
+fn set_option(text: &mut Option<String>, value: Option<&str>) {
+    match (text.as_mut(), value) {
+        (Some(text), Some(value)) => set(text, value),
+        (_, value) => *text = value.map(str::to_owned),
+    }
 }
