@@ -51,7 +51,7 @@ python3 - "$wall" "$events" "${BATCH_EXPORT_CHUNK_CONCURRENCY}" \
 import re, sys
 wall, events, concurrency = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 field = lambda line, name: re.search(name + r'=([0-9.]+)', line).group(1)
-plans = [l for l in open(sys.argv[4]) if 'planned run' in l]
+plans = [l for l in open(sys.argv[4]) if ': planned run ' in l]
 chunks = [l for l in open(sys.argv[5]) if 'chunk exported' in l]
 plan = float(field(plans[-1], 'seconds'))
 rows = sorted((int(field(l, 'chunk')), int(field(l, 'records')), float(field(l, 'seconds'))) for l in chunks)

@@ -131,9 +131,10 @@ pub(super) fn visit_rows(
     rows: &mut RowSink<'_>,
 ) -> Result<()> {
     for_each_line(input, compression, object, &mut |at, line| {
-        let r: LakeRow<'_> =
-            serde_json::from_slice(line).map_err(|e| ExportError::malformed(&object.key, at, e.to_string()))?;
         let malformed = |reason: String| ExportError::malformed(&object.key, at, reason);
+        // UTF-8 checked once for the whole line (fast), so serde_json need not check each string it reads.
+        let line = std::str::from_utf8(line).map_err(|e| malformed(format!("not UTF-8: {e}")))?;
+        let r: LakeRow<'_> = serde_json::from_str(line).map_err(|e| malformed(e.to_string()))?;
         let inserted_at = timestamp(object, at, "_inserted_at", &r.inserted_at)?;
         let event_time = timestamp(object, at, "timestamp", &r.timestamp)?;
         let created_at = r.created_at.as_deref().map(|c| timestamp(object, at, "created_at", c)).transpose()?;

@@ -21,6 +21,52 @@ pub(super) struct ScannedKeys<'a> {
 
 /// The key fields of a JSON object line, or `None` when the full parser must decide.
 pub(super) fn scan_keys(line: &[u8]) -> Option<ScannedKeys<'_>> {
+    scan_ends(line).or_else(|| scan_members(line))
+}
+
+/// The fast path, for rows laid out as the lake's writers write them: `team_id`, `uuid` and `event` among the
+/// leading members with plain values, and `_inserted_at` as the last member, so the large values in between
+/// (`properties`, …) are never looked at. The last member is read from the end of the line: when the line
+/// ends with `,"_inserted_at":"…"}` and the value has no quote or backslash, that is the object's last member in
+/// every valid JSON text. (A row that is not valid JSON, or repeats a key field, fails the reading pass, whose
+/// serde_json parse of the row is the judge.)
+fn scan_ends(line: &[u8]) -> Option<ScannedKeys<'_>> {
+    let inserted_at = last_member(line, b",\"_inserted_at\":")?;
+    let mut c = Cursor { bytes: line, at: 0 };
+    let (mut team_id, mut uuid, mut event) = (None, None, None);
+    c.expect(b'{')?;
+    while team_id.is_none() || uuid.is_none() || event.is_none() {
+        c.whitespace();
+        let key = c.plain_string()?;
+        c.expect(b':')?;
+        c.whitespace();
+        match key {
+            b"team_id" => set_once(&mut team_id, c.integer()?)?,
+            b"uuid" => set_once(&mut uuid, c.text()?)?,
+            b"event" => set_once(&mut event, c.text()?)?,
+            b"_inserted_at" => return None,
+            // A large value before the key fields: the full scan.
+            _ if matches!(c.bytes.get(c.at), Some(b'{' | b'[')) => return None,
+            _ => c.skip_value()?,
+        }
+        c.whitespace();
+        (c.next()? == b',').then_some(())?;
+    }
+    Some(ScannedKeys { team_id: team_id?, uuid: uuid?, event: event?, inserted_at })
+}
+
+/// The string value of the last member when the line ends with `{key}"value"}` (`key` with its comma, quotes
+/// and colon) and the value has no quote or backslash.
+fn last_member<'a>(line: &'a [u8], key: &[u8]) -> Option<&'a str> {
+    let body = line.trim_ascii_end().strip_suffix(b"\"}")?;
+    let open = body.iter().rposition(|b| *b == b'"' || *b == b'\\')?;
+    (body[open] == b'"').then_some(())?;
+    body[..open].strip_suffix(key)?;
+    std::str::from_utf8(&body[open + 1..]).ok()
+}
+
+/// The general path: every top-level member, in any order, with any whitespace.
+fn scan_members(line: &[u8]) -> Option<ScannedKeys<'_>> {
     let mut c = Cursor { bytes: line, at: 0 };
     let (mut team_id, mut uuid, mut event, mut inserted_at) = (None, None, None, None);
     c.expect(b'{')?;
@@ -180,6 +226,28 @@ mod tests {
         assert_eq!(keys(reordered), Some((-7, "u", "é", "T")));
         let backslash_at_end = r#"{"s":"a\\","team_id":2,"uuid":"u","event":"e","_inserted_at":"T"}"#;
         assert_eq!(keys(backslash_at_end), Some((2, "u", "e", "T")));
+        // The last member looks like `_inserted_at` only inside a value: the members decide.
+        let nested = r#"{"team_id":1,"uuid":"u","event":"e","_inserted_at":"T","p":{"a":1,"_inserted_at":"X"}}"#;
+        assert_eq!(keys(nested), Some((1, "u", "e", "T")));
+        let in_string = r#"{"team_id":1,"uuid":"u","event":"e","_inserted_at":"T","s":"x\",\"_inserted_at\":\"X"}"#;
+        assert_eq!(keys(in_string), Some((1, "u", "e", "T")));
+    }
+
+    #[test]
+    fn the_fast_path_reads_the_writers_layout_from_both_ends() {
+        let line = br#"{"team_id":3,"uuid":"u","event":"e","properties":{"x":"}"},"_inserted_at":"T"}"#;
+        let fast = scan_ends(line).unwrap();
+        assert_eq!((fast.team_id, fast.uuid, fast.event, fast.inserted_at), (3, "u", "e", "T"));
+        assert_eq!(scan_members(line), Some(fast));
+        // Not the writers' layout: the general path reads it.
+        for other in [
+            &br#"{"_inserted_at":"T","team_id":3,"uuid":"u","event":"e"}"#[..],
+            br#"{"p":{},"team_id":3,"uuid":"u","event":"e","_inserted_at":"T"}"#,
+            br#"{"team_id":3,"uuid":"u","event":"e","_inserted_at" : "T"}"#,
+        ] {
+            assert_eq!(scan_ends(other), None);
+            assert!(scan_members(other).is_some());
+        }
     }
 
     #[test]

@@ -14,6 +14,9 @@ use serde::Serialize;
 
 use crate::error::{ExportError, Result};
 
+/// Records in key order, as the sort hands them out.
+pub type Sorted<K, T> = Box<dyn Iterator<Item = Result<(K, T)>> + Send>;
+
 /// A sort of `(key, value)` records in bounded memory.
 pub struct ExternalSort<K, T> {
     buffer: Vec<(K, T)>,
@@ -64,7 +67,7 @@ where
     }
 
     /// The records in key order.
-    pub fn finish(mut self) -> Result<Box<dyn Iterator<Item = Result<(K, T)>> + Send>> {
+    pub fn finish(mut self) -> Result<Sorted<K, T>> {
         if self.runs.is_empty() {
             self.buffer.sort_by(|a, b| a.0.cmp(&b.0));
             return Ok(Box::new(self.buffer.into_iter().map(Ok)));
