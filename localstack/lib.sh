@@ -3,8 +3,8 @@
 #
 # - moto server (S3, DynamoDB, KMS; Scheduler and Step Functions control planes) on MOTO_PORT (default 5055), in a Python venv in .local/venv;
 # - the Lambda functions: `cargo lambda watch --only-lambda-apis` serves the Lambda Invoke and Runtime APIs on
-#   LAMBDA_PORT (default 9055) and the real function binaries from target/debug poll it (FUNCTION_INSTANCES
-#   instances each, default 2);
+#   LAMBDA_PORT (default 9055) and the real function binaries from target/debug (target/$FUNCTION_PROFILE:
+#   `release` for scripts/bench-hour.sh) poll it (FUNCTION_INSTANCES instances each, default 2);
 # - the BigQuery emulator (bqemulator, FastAPI + DuckDB, from PyPI) on BQ_PORT (default 9050), in .local/bq-venv
 #   (`bq_install`, `bq_up`; the tests use it, the demo does not);
 # - the Step Functions data plane: localstack/sfn/server.mjs on SFN_PORT (default 9056), which the SDKs reach
