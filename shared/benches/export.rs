@@ -345,14 +345,15 @@ fn memory_table(args: &[String], flag: &dyn Fn(&str) -> Option<String>, tmp: &Pa
         .map(|v| v.split(',').map(|n| n.parse().unwrap()).collect())
         .unwrap_or(vec![1_000_000, 4_000_000]);
     println!("\n### Peak memory of one persons run (lake person changes, NDJSON + zstd → Parquet + zstd)\n");
-    println!("| person changes | distinct ids exported | peak RSS (MiB) |");
-    println!("|---|---|---|");
+    println!("| person changes | distinct ids exported | output MB | peak RSS (MiB) |");
+    println!("|---|---|---|---|");
     for n in sizes {
         let dir: PathBuf = tmp.join(format!("persons-{n}"));
         write_person_changes(&dir, n);
         let text = child(&["--persons-memory-child", dir.to_str().unwrap()]);
         let parts: Vec<&str> = text.split_whitespace().collect();
-        println!("| {n} | {} | {} |", parts[0], parts[2]);
+        let output_mb = parts[1].parse::<f64>().unwrap() / MB;
+        println!("| {n} | {} | {output_mb:.0} | {} |", parts[0], parts[2]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -199,10 +199,8 @@ async fn a_persons_run_writes_one_row_per_distinct_id_that_reads_back_with_the_s
         .await
         .unwrap();
     let lake = LakeStore::S3 { client: client.clone(), bucket: lake_bucket, prefix: String::new() };
-    let expected: Vec<_> = latest_per_distinct_id(changes.into_iter().map(|c| Ok((c, 0))), 1 << 20, None)
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let expected: Vec<_> =
+        latest_per_distinct_id(changes.into_iter().map(Ok), 1 << 20, None).unwrap().map(Result::unwrap).collect();
     assert_eq!(expected.len(), 3);
 
     let destination = new_bucket(&client, "persons").await;

@@ -172,3 +172,49 @@ fn set_option(text: &mut Option<String>, value: Option<&str>) {
         (_, value) => *text = value.map(str::to_owned),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::CompressedWriter;
+    use crate::sources::lake::LakeFormat;
+    use std::io::Write;
+
+    /// Every line, numbered as a reader counts them, whatever the buffer fills split: lines longer than a fill,
+    /// CRLF endings, blank lines (counted, not visited) and a last line without its newline.
+    #[test]
+    fn lines_are_numbered_and_whole_across_buffer_fills() {
+        let mut text = String::new();
+        let mut expected = Vec::new();
+        for n in 1..=3000u64 {
+            let line = match n % 7 {
+                0 => String::new(),
+                1 => "x".repeat(300_000 + n as usize), // longer than one fill of the 256 KiB buffer
+                _ => format!("line {n} {}", "y".repeat((n as usize * 37) % 2000)),
+            };
+            if !line.is_empty() {
+                expected.push((n, line.clone()));
+            }
+            text.push_str(&line);
+            text.push_str(if n % 5 == 0 { "\r\n" } else { "\n" });
+        }
+        text.push_str("last");
+        expected.push((3001, "last".into()));
+        let object =
+            LakeObject { key: "k".into(), size: 0, etag: None, format: LakeFormat::Ndjson(None), partition_start: 0 };
+        for compression in [None, Some(Compression::Zstd)] {
+            let mut writer = CompressedWriter::new(Vec::new(), compression).unwrap();
+            writer.write_all(text.as_bytes()).unwrap();
+            let bytes = writer.finish().unwrap();
+            let mut got = Vec::new();
+            for_each_line(Box::new(std::io::Cursor::new(bytes)), compression, &object, &mut |at, line| {
+                let RowLocation::Line(n) = at else { panic!("{at:?}") };
+                got.push((n, String::from_utf8(line.to_vec()).unwrap()));
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(got.len(), expected.len(), "{compression:?}");
+            assert!(got == expected, "{compression:?}: the lines differ");
+        }
+    }
+}

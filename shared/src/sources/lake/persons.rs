@@ -22,7 +22,7 @@ use crate::sources::lake::sorted_runs::ExternalSort;
 use crate::sources::lake::{LakeFormat, LakeStore};
 use crate::time::Interval;
 
-/// The memory each of the two sorts may buffer before it spills a sorted run.
+/// The memory each of the two sorts may buffer (records as JSON) before it spills a sorted run.
 pub const SORT_BUDGET_BYTES: usize = 32 << 20;
 
 /// Newest first: the higher version, then the later landed, then the later read.
@@ -61,7 +61,6 @@ pub async fn read_persons(
                     Ok(line) if line.trim().is_empty() => None,
                     Ok(line) => Some(
                         serde_json::from_str::<PersonChange>(&line)
-                            .map(|change| (change, line.len()))
                             .map_err(|e| ExportError::malformed(&key, at, e.to_string())),
                     ),
                     Err(e) => Some(Err(crate::sources::lake::read_error(&key, e))),
@@ -69,9 +68,8 @@ pub async fn read_persons(
             })
         });
         let in_run = lines.filter(|c| {
-            c.as_ref().map_or(true, |(c, _)| {
-                c.team_id == team_id && interval.contains_micros(c.inserted_at.timestamp_micros())
-            })
+            c.as_ref()
+                .map_or(true, |c| c.team_id == team_id && interval.contains_micros(c.inserted_at.timestamp_micros()))
         });
         latest_per_distinct_id(in_run, SORT_BUDGET_BYTES, spill_dir)
     })
@@ -79,26 +77,26 @@ pub async fn read_persons(
     .internal("persons reader")?
 }
 
-/// The persons rule over changes (with their size in bytes) in bounded memory: the latest state per distinct id
-/// (see the module doc), sorted by distinct id. Changes must all be of one team.
+/// The persons rule over changes in bounded memory: the latest state per distinct id (see the module doc),
+/// sorted by distinct id. Changes must all be of one team.
 pub fn latest_per_distinct_id(
-    changes: impl Iterator<Item = Result<(PersonChange, usize)>>,
+    changes: impl Iterator<Item = Result<PersonChange>>,
     budget_bytes: usize,
     spill_dir: Option<PathBuf>,
 ) -> Result<PersonRows> {
     let newest =
         |version: i64, change: &PersonChange, seq: u64| Reverse((version, change.inserted_at.timestamp_micros(), seq));
-    let mut by_person: ExternalSort<(String, Newest), (PersonChange, usize)> =
+    let mut by_person: ExternalSort<(String, Newest), PersonChange> =
         ExternalSort::new(budget_bytes, spill_dir.clone());
     for (seq, change) in changes.enumerate() {
-        let (change, size) = change?;
+        let change = change?;
         let key = (change.person_id.clone(), newest(change.person_version, &change, seq as u64));
-        by_person.push(key, (change, size), size)?;
+        by_person.push(key, &change)?;
     }
     let mut by_distinct_id: ExternalSort<(String, Newest), PersonRow> = ExternalSort::new(budget_bytes, spill_dir);
     let mut person: Option<PersonChange> = None;
     for record in by_person.finish()? {
-        let ((person_id, Reverse((_, _, seq))), (mapping, size)) = record?;
+        let ((person_id, Reverse((_, _, seq))), mapping) = record?;
         let state = match person.as_ref().filter(|p| p.person_id == person_id) {
             Some(state) => state,
             None => person.insert(mapping.clone()),
@@ -115,7 +113,7 @@ pub fn latest_per_distinct_id(
             inserted_at: mapping.inserted_at.max(state.inserted_at),
         };
         let key = (mapping.distinct_id.clone(), newest(mapping.person_distinct_id_version, &mapping, seq));
-        by_distinct_id.push(key, row, size)?;
+        by_distinct_id.push(key, &row)?;
     }
     let mut previous: Option<String> = None;
     let rows = by_distinct_id.finish()?.filter_map(move |record| match record {
@@ -159,7 +157,7 @@ mod tests {
         let all: Vec<Vec<PersonRow>> = [1 << 30, 1]
             .into_iter()
             .map(|budget| {
-                let input = changes.iter().map(|c| Ok((c.clone(), 100)));
+                let input = changes.iter().map(|c| Ok(c.clone()));
                 latest_per_distinct_id(input, budget, None).unwrap().map(Result::unwrap).collect()
             })
             .collect();

@@ -1,12 +1,15 @@
-//! Sorting more records than memory holds: records are buffered up to a byte budget; a full buffer is sorted by
-//! key and spilled to a temporary file as a sorted run (one JSON `[key, value]` per line); at the end the runs
-//! are merged in key order, reading one record per run at a time. The sort is stable: records with equal keys
-//! come out in the order they were pushed. Memory is the budget plus one record and one read buffer per run.
+//! Sorting more records than memory holds: each record's value is serialized (JSON) into one buffer as it
+//! is pushed, beside its key; when the buffer passes a byte budget the keys are sorted and the records written
+//! to a temporary file as a sorted run (one JSON `[key, value]` per line); at the end the runs are merged in
+//! key order, reading one record per run at a time. The sort is stable: records with equal keys come out in the
+//! order they were pushed. Memory is the budget (measured in serialized bytes, so it holds whatever the
+//! values are) plus one record and one small read buffer per run.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::marker::PhantomData;
 use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
@@ -14,17 +17,21 @@ use serde::Serialize;
 
 use crate::error::{ExportError, Result};
 
+/// The read and write buffer of one run: small, as a merge holds one per run.
+const RUN_BUFFER_BYTES: usize = 8 << 10;
+
 /// Records in key order, as the sort hands them out.
 pub type Sorted<K, T> = Box<dyn Iterator<Item = Result<(K, T)>> + Send>;
 
 /// A sort of `(key, value)` records in bounded memory.
 pub struct ExternalSort<K, T> {
-    buffer: Vec<(K, T)>,
-    /// The callers' estimate of the buffered records' size.
-    buffered_bytes: usize,
+    /// Each buffered record's key and where its serialized value lies in `values`.
+    keys: Vec<(K, usize, usize)>,
+    values: Vec<u8>,
     budget_bytes: usize,
     runs: Vec<File>,
     spill_dir: Option<PathBuf>,
+    value: PhantomData<fn() -> T>,
 }
 
 impl<K, T> ExternalSort<K, T>
@@ -35,49 +42,64 @@ where
     /// Spills a sorted run whenever the buffered records pass `budget_bytes` (to `spill_dir`, or the system's
     /// temporary directory).
     pub fn new(budget_bytes: usize, spill_dir: Option<PathBuf>) -> Self {
-        ExternalSort { buffer: Vec::new(), buffered_bytes: 0, budget_bytes, runs: Vec::new(), spill_dir }
+        ExternalSort {
+            keys: Vec::new(),
+            values: Vec::new(),
+            budget_bytes,
+            runs: Vec::new(),
+            spill_dir,
+            value: PhantomData,
+        }
     }
 
-    /// Adds a record; `size` is an estimate of its bytes in memory.
-    pub fn push(&mut self, key: K, value: T, size: usize) -> Result<()> {
-        self.buffer.push((key, value));
-        self.buffered_bytes += size + std::mem::size_of::<(K, T)>();
-        if self.buffered_bytes >= self.budget_bytes {
+    /// Adds a record.
+    pub fn push(&mut self, key: K, value: &T) -> Result<()> {
+        let start = self.values.len();
+        serde_json::to_writer(&mut self.values, value).map_err(|e| spill_error(e.into()))?;
+        self.keys.push((key, start, self.values.len()));
+        if self.values.len() + self.keys.len() * std::mem::size_of::<(K, usize, usize)>() >= self.budget_bytes {
             self.spill()?;
         }
         Ok(())
     }
 
     fn spill(&mut self) -> Result<()> {
-        self.buffer.sort_by(|a, b| a.0.cmp(&b.0));
+        self.keys.sort_by(|a, b| a.0.cmp(&b.0));
         let file = match &self.spill_dir {
             Some(dir) => tempfile::tempfile_in(dir)?,
             None => tempfile::tempfile()?,
         };
-        let mut out = BufWriter::with_capacity(1 << 16, file);
-        for record in self.buffer.drain(..) {
-            serde_json::to_writer(&mut out, &record).map_err(|e| spill_error(e.into()))?;
-            out.write_all(b"\n")?;
+        let mut out = BufWriter::with_capacity(RUN_BUFFER_BYTES, file);
+        for (key, start, end) in self.keys.drain(..) {
+            out.write_all(b"[")?;
+            serde_json::to_writer(&mut out, &key).map_err(|e| spill_error(e.into()))?;
+            out.write_all(b",")?;
+            out.write_all(&self.values[start..end])?;
+            out.write_all(b"]\n")?;
         }
+        self.values.clear();
         let mut file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
         file.seek(SeekFrom::Start(0))?;
         self.runs.push(file);
-        self.buffered_bytes = 0;
         Ok(())
     }
 
     /// The records in key order.
     pub fn finish(mut self) -> Result<Sorted<K, T>> {
         if self.runs.is_empty() {
-            self.buffer.sort_by(|a, b| a.0.cmp(&b.0));
-            return Ok(Box::new(self.buffer.into_iter().map(Ok)));
+            self.keys.sort_by(|a, b| a.0.cmp(&b.0));
+            let values = self.values;
+            return Ok(Box::new(self.keys.into_iter().map(move |(key, start, end)| {
+                let value = serde_json::from_slice(&values[start..end]).map_err(|e| spill_error(e.into()))?;
+                Ok((key, value))
+            })));
         }
-        if !self.buffer.is_empty() {
+        if !self.keys.is_empty() {
             self.spill()?;
         }
         let mut merge = Merge { runs: Vec::new(), heap: BinaryHeap::new(), failed: false };
         for (index, file) in self.runs.into_iter().enumerate() {
-            merge.runs.push(BufReader::with_capacity(1 << 16, file));
+            merge.runs.push(BufReader::with_capacity(RUN_BUFFER_BYTES, file));
             merge.refill(index)?;
         }
         Ok(Box::new(merge))
@@ -162,7 +184,7 @@ mod tests {
         for budget in [1 << 30, 2000, 1] {
             let mut sort = ExternalSort::new(budget, None);
             for (k, v) in &records {
-                sort.push(*k, v.clone(), v.len()).unwrap();
+                sort.push(*k, v).unwrap();
             }
             let got: Vec<(u32, String)> = sort.finish().unwrap().map(Result::unwrap).collect();
             assert_eq!(got, expected, "budget {budget}");
