@@ -43,7 +43,7 @@ pub async fn read_persons(
     let lake = lake.clone();
     let interval = *interval;
     tokio::task::spawn_blocking(move || {
-        let mut changes = Vec::new();
+        let mut objects_and_formats = Vec::with_capacity(objects.len());
         for object in objects {
             let LakeFormat::Ndjson(compression) = object.format else {
                 return Err(ExportError::UnreadableObject {
@@ -51,21 +51,29 @@ pub async fn read_persons(
                     reason: "person changes must be newline-delimited JSON (.jsonl, .jsonl.gz, .jsonl.zst)".into(),
                 });
             };
-            let reader = CompressedReader::open(lake.open(&object)?, compression)?;
-            changes.push((object.key, reader));
+            objects_and_formats.push((object, compression));
         }
-        let lines = changes.into_iter().flat_map(|(key, reader)| {
-            reader.lines().enumerate().filter_map(move |(n, line)| {
-                let at = RowLocation::Line(n as u64 + 1);
-                match line {
-                    Ok(line) if line.trim().is_empty() => None,
-                    Ok(line) => Some(
-                        serde_json::from_str::<PersonChange>(&line)
-                            .map_err(|e| ExportError::malformed(&key, at, e.to_string())),
-                    ),
-                    Err(e) => Some(Err(crate::sources::lake::read_error(&key, e))),
-                }
-            })
+        // Objects are opened one at a time, as the sort reaches them.
+        let lines = objects_and_formats.into_iter().flat_map(move |(object, compression)| {
+            let reader = lake.open(&object).and_then(|input| Ok(CompressedReader::open(input, compression)?));
+            let (reader, opened) = match reader {
+                Ok(reader) => (Some(reader), None),
+                Err(e) => (None, Some(Err(e))),
+            };
+            let key = object.key;
+            let changes =
+                reader.into_iter().flat_map(|reader| reader.lines().enumerate()).filter_map(move |(n, line)| {
+                    let at = RowLocation::Line(n as u64 + 1);
+                    match line {
+                        Ok(line) if line.trim().is_empty() => None,
+                        Ok(line) => Some(
+                            serde_json::from_str::<PersonChange>(&line)
+                                .map_err(|e| ExportError::malformed(&key, at, e.to_string())),
+                        ),
+                        Err(e) => Some(Err(crate::sources::lake::read_error(&key, e))),
+                    }
+                });
+            opened.into_iter().chain(changes)
         });
         let in_run = lines.filter(|c| {
             c.as_ref()
