@@ -287,7 +287,6 @@ async fn run(command: Command) -> Result<(), ExportError> {
     Ok(())
 }
 
-/// Creates a bucket unless it exists.
 /// Writes object `index` of a lake hour (`batch-{index}.{ext}`), in the team of its rows.
 async fn put_lake_object(
     s3: &aws_sdk_s3::Client,
@@ -309,6 +308,7 @@ async fn put_lake_object(
     put_object(s3, bucket, &key, body).await
 }
 
+/// Creates a bucket unless it exists.
 async fn make_bucket(s3: &aws_sdk_s3::Client, name: &str) -> Result<(), ExportError> {
     match s3.create_bucket().bucket(name).send().await {
         Ok(_) => println!("created bucket {name}"),
