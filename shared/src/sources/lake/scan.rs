@@ -32,27 +32,23 @@ pub(super) fn scan_keys(line: &[u8]) -> Option<ScannedKeys<'_>> {
 /// serde_json parse of the row is the judge.)
 fn scan_ends(line: &[u8]) -> Option<ScannedKeys<'_>> {
     let inserted_at = last_member(line, b",\"_inserted_at\":")?;
+    // `_inserted_at` is found already: met again among the leading members, it is the general path's.
+    let mut found = Found { inserted_at: Some(inserted_at), ..Found::default() };
     let mut c = Cursor { bytes: line, at: 0 };
-    let (mut team_id, mut uuid, mut event) = (None, None, None);
     c.expect(b'{')?;
-    while team_id.is_none() || uuid.is_none() || event.is_none() {
-        c.whitespace();
-        let key = c.plain_string()?;
-        c.expect(b':')?;
-        c.whitespace();
-        match key {
-            b"team_id" => set_once(&mut team_id, c.integer()?)?,
-            b"uuid" => set_once(&mut uuid, c.text()?)?,
-            b"event" => set_once(&mut event, c.text()?)?,
-            b"_inserted_at" => return None,
-            // A large value before the key fields: the full scan.
-            _ if matches!(c.bytes.get(c.at), Some(b'{' | b'[')) => return None,
-            _ => c.skip_value()?,
+    while found.team_id.is_none() || found.uuid.is_none() || found.event.is_none() {
+        let key = c.key()?;
+        if !found.read(key, &mut c)? {
+            // A large value before the key fields: the general path.
+            if matches!(c.bytes.get(c.at), Some(b'{' | b'[')) {
+                return None;
+            }
+            c.skip_value()?;
         }
         c.whitespace();
         (c.next()? == b',').then_some(())?;
     }
-    Some(ScannedKeys { team_id: team_id?, uuid: uuid?, event: event?, inserted_at })
+    found.keys()
 }
 
 /// The string value of the last member when the line ends with `{key}"value"}` (`key` with its comma, quotes
@@ -67,20 +63,13 @@ fn last_member<'a>(line: &'a [u8], key: &[u8]) -> Option<&'a str> {
 
 /// The general path: every top-level member, in any order, with any whitespace.
 fn scan_members(line: &[u8]) -> Option<ScannedKeys<'_>> {
+    let mut found = Found::default();
     let mut c = Cursor { bytes: line, at: 0 };
-    let (mut team_id, mut uuid, mut event, mut inserted_at) = (None, None, None, None);
     c.expect(b'{')?;
     loop {
-        c.whitespace();
-        let key = c.plain_string()?;
-        c.expect(b':')?;
-        c.whitespace();
-        match key {
-            b"team_id" => set_once(&mut team_id, c.integer()?)?,
-            b"uuid" => set_once(&mut uuid, c.text()?)?,
-            b"event" => set_once(&mut event, c.text()?)?,
-            b"_inserted_at" => set_once(&mut inserted_at, c.text()?)?,
-            _ => c.skip_value()?,
+        let key = c.key()?;
+        if !found.read(key, &mut c)? {
+            c.skip_value()?;
         }
         c.whitespace();
         match c.next()? {
@@ -91,12 +80,43 @@ fn scan_members(line: &[u8]) -> Option<ScannedKeys<'_>> {
     }
     c.whitespace();
     (c.at == line.len()).then_some(())?;
-    Some(ScannedKeys { team_id: team_id?, uuid: uuid?, event: event?, inserted_at: inserted_at? })
+    found.keys()
 }
 
-/// A repeated key field is the full parser's to refuse.
-fn set_once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
-    slot.is_none().then(|| *slot = Some(value))
+/// The key fields found so far.
+#[derive(Default)]
+struct Found<'a> {
+    team_id: Option<i64>,
+    uuid: Option<&'a str>,
+    event: Option<&'a str>,
+    inserted_at: Option<&'a str>,
+}
+
+impl<'a> Found<'a> {
+    /// Reads the value of `key` when it is a key field (`Some(false)` for any other key: its value is left to
+    /// the caller). A repeated key field is the full parser's to refuse.
+    fn read(&mut self, key: &[u8], c: &mut Cursor<'a>) -> Option<bool> {
+        fn set_once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+            slot.is_none().then(|| *slot = Some(value))
+        }
+        match key {
+            b"team_id" => set_once(&mut self.team_id, c.integer()?)?,
+            b"uuid" => set_once(&mut self.uuid, c.text()?)?,
+            b"event" => set_once(&mut self.event, c.text()?)?,
+            b"_inserted_at" => set_once(&mut self.inserted_at, c.text()?)?,
+            _ => return Some(false),
+        }
+        Some(true)
+    }
+
+    fn keys(self) -> Option<ScannedKeys<'a>> {
+        Some(ScannedKeys {
+            team_id: self.team_id?,
+            uuid: self.uuid?,
+            event: self.event?,
+            inserted_at: self.inserted_at?,
+        })
+    }
 }
 
 struct Cursor<'a> {
@@ -115,6 +135,15 @@ impl<'a> Cursor<'a> {
         while matches!(self.bytes.get(self.at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             self.at += 1;
         }
+    }
+
+    /// The next member's key; the cursor is then at its value.
+    fn key(&mut self) -> Option<&'a [u8]> {
+        self.whitespace();
+        let key = self.plain_string()?;
+        self.expect(b':')?;
+        self.whitespace();
+        Some(key)
     }
 
     fn expect(&mut self, byte: u8) -> Option<()> {
