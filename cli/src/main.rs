@@ -231,10 +231,10 @@ async fn run(command: Command) -> Result<(), ExportError> {
             let repeat_count = events_per_hour * repeat_percent / 100;
             // The hour's objects cut its events, then its repeats, into runs of `per_object`.
             let last_first = events_per_hour.saturating_sub(1) / per_object * per_object;
+            let step = 3_600_000_000i64 / events_per_hour.max(1) as i64;
             let (mut objects, mut events) = (0, 0);
             for h in 0..hours {
                 let hour = start + Duration::hours(h as i64);
-                let step = 3_600_000_000i64 / events_per_hour.max(1) as i64;
                 // Repeats: some events delivered again later in the hour, as at-least-once ingestion does.
                 let mut repeats = Vec::with_capacity(repeat_count);
                 let mut tail = Vec::new();

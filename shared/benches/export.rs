@@ -327,13 +327,14 @@ fn memory_table(args: &[String], flag: &dyn Fn(&str) -> Option<String>, tmp: &Pa
     if args.iter().any(|a| a == "--skip-memory") {
         return;
     }
-    let sizes: Vec<usize> = flag("--memory-events")
-        .map(|v| v.split(',').map(|n| n.parse().unwrap()).collect())
-        .unwrap_or(vec![2_000_000, 4_000_000]);
+    // A flag's comma-separated sizes, or the defaults.
+    let sizes = |name: &str, defaults: [usize; 2]| -> Vec<usize> {
+        flag(name).map(|v| v.split(',').map(|n| n.parse().unwrap()).collect()).unwrap_or(defaults.to_vec())
+    };
     println!("\n### Peak memory of one export run (lake NDJSON + zstd → Parquet + zstd)\n");
     println!("| events | records exported | peak RSS (MiB) |");
     println!("|---|---|---|");
-    for n in sizes {
+    for n in sizes("--memory-events", [2_000_000, 4_000_000]) {
         let dir: PathBuf = tmp.join(format!("lake-{n}"));
         write_lake(&dir, generated(n));
         let text = child(&["--memory-child", dir.to_str().unwrap()]);
@@ -341,13 +342,10 @@ fn memory_table(args: &[String], flag: &dyn Fn(&str) -> Option<String>, tmp: &Pa
         println!("| {n} | {} | {} |", parts[0], parts[2]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
-    let sizes: Vec<usize> = flag("--persons-events")
-        .map(|v| v.split(',').map(|n| n.parse().unwrap()).collect())
-        .unwrap_or(vec![1_000_000, 4_000_000]);
     println!("\n### Peak memory of one persons run (lake person changes, NDJSON + zstd → Parquet + zstd)\n");
     println!("| person changes | distinct ids exported | output MB | peak RSS (MiB) |");
     println!("|---|---|---|---|");
-    for n in sizes {
+    for n in sizes("--persons-events", [1_000_000, 4_000_000]) {
         let dir: PathBuf = tmp.join(format!("persons-{n}"));
         write_person_changes(&dir, n);
         let text = child(&["--persons-memory-child", dir.to_str().unwrap()]);
